@@ -1,0 +1,163 @@
+"""Application factory and lifespan: configuration, database, encryption, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import structlog
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from packages.database.connection import create_client, ping
+from packages.database.embedded import EmbeddedMongo
+from packages.database.encryption import configure_encryption
+from packages.models.schema_check import check_schema_version
+from registry.api.errors import install_error_handlers
+from registry.api.health import router as health_router
+from registry.api.middleware import RequestContextMiddleware
+from registry.api.router import api_router
+from registry.auth import TokenIssuer, TokenVerifier, UserContext
+from registry.bootstrap import ConfigurationError, resolve_settings
+from registry.config import Settings, get_settings
+from registry.db import init_database
+from registry.runtime import Runtime
+
+log = structlog.get_logger("registry.app")
+
+EMBEDDED_DB_DIR = "mongo"
+
+
+def _operation_id(route: APIRoute) -> str:
+    tag = str(route.tags[0]) if route.tags else "default"
+    return f"{tag}-{route.name}"
+
+
+def _on_embedded_exit(embedded: EmbeddedMongo, app: FastAPI) -> Callable[[asyncio.Task[int]], None]:
+    def handle(task: asyncio.Task[int]) -> None:
+        if task.cancelled() or embedded.stopping:
+            return
+        log.critical(
+            "embedded_database_exited",
+            exit_code=task.result(),
+            message="The embedded database stopped unexpectedly; the service is shutting down "
+            "instead of serving errors. Check the log in the data directory.",
+        )
+        app.state.fatal_error = "embedded database exited"
+        # Ask the server to stop: uvicorn handles SIGTERM with a graceful shutdown.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    return handle
+
+
+def _print_dev_admin_token(runtime: Runtime, admin_id: str) -> None:
+    # Printed once, to the terminal only (never to the structured log): the first run of an
+    # embedded development instance, so a newcomer can call the API at once.
+    admin = UserContext(user_id=admin_id, role="admin", username="dev-admin")
+    token = runtime.issuer.issue(user=admin, token_type="access", expires_in=timedelta(days=7))
+    sys.stderr.write(
+        "\n  Development admin token (valid 7 days; create more with "
+        "`mcp-registry token create`):\n\n"
+        f"  {token}\n\n"
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    configured: Settings = app.state.settings
+    check_schema_version(configured.schema_version)
+    boot = resolve_settings(configured)
+    settings = boot.settings
+    if boot.generated_secrets:
+        log.warning(
+            "development_secrets_generated",
+            secrets=list(boot.generated_secrets),
+            path=str(boot.secrets_file),
+            message="Secrets were generated for development. Set CREDS_KEY, CREDS_IV and "
+            "JWT_SECRET (or JWT_PUBLIC_KEY) for production.",
+        )
+
+    embedded: EmbeddedMongo | None = None
+    watchdog: asyncio.Task[int] | None = None
+    if settings.mongo_uri is None:
+        storage = settings.data_dir / EMBEDDED_DB_DIR
+        embedded = EmbeddedMongo(storage_path=storage, log_path=settings.data_dir / "secantusd.log")
+        uri = await embedded.start()
+        log.warning(
+            "embedded_database_started",
+            uri=f"mongodb://127.0.0.1:{embedded.port}",
+            storage=str(storage.resolve()),
+            message="Using an EMBEDDED DEVELOPMENT DATABASE (SecantusDB). For production set "
+            "MONGO_URI=mongodb://host:27017/?replicaSet=rs0 to use a real MongoDB.",
+        )
+        watchdog = asyncio.create_task(embedded.wait_exited())
+        watchdog.add_done_callback(_on_embedded_exit(embedded, app))
+    else:
+        uri = settings.mongo_uri.get_secret_value()
+
+    client = create_client(uri, timeout_seconds=settings.mongo_timeout_seconds)
+    try:
+        if not await ping(client):
+            raise ConfigurationError(
+                f"MongoDB at the configured MONGO_URI did not answer within "
+                f"{settings.mongo_timeout_seconds:.0f}s"
+            )
+        database = client[settings.mongo_db]
+        await init_database(database)
+        assert settings.creds_key is not None and settings.creds_iv is not None
+        encryption = configure_encryption(
+            key_hex=settings.creds_key.get_secret_value(),
+            iv_hex=settings.creds_iv.get_secret_value(),
+        )
+        app.state.runtime = Runtime(
+            settings=settings,
+            client=client,
+            database=database,
+            encryption=encryption,
+            verifier=TokenVerifier.from_settings(settings),
+            issuer=TokenIssuer.from_settings(settings),
+            embedded=embedded,
+        )
+        if boot.first_run and "JWT_SECRET" in boot.generated_secrets and boot.dev_admin_id:
+            _print_dev_admin_token(app.state.runtime, boot.dev_admin_id)
+        for hook in app.state.startup_hooks:
+            await hook(app.state.runtime)
+        log.info("service_started", database=settings.mongo_db, embedded=embedded is not None)
+        yield
+    finally:
+        for hook in reversed(app.state.shutdown_hooks):
+            with contextlib.suppress(Exception):
+                await hook(app.state.runtime)
+        await client.close()
+        if watchdog is not None:
+            watchdog.cancel()
+        if embedded is not None:
+            await embedded.stop()
+        log.info("service_stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FastAPI application; nothing connects until the lifespan starts."""
+    app = FastAPI(
+        title="MCP Gateway Registry",
+        version="0.1.0",
+        description="Register MCP servers, govern their tools, keep credentials encrypted and "
+        "reach them through one gateway with per-user access control.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings or get_settings()
+    app.state.startup_hooks = []
+    app.state.shutdown_hooks = []
+    app.state.fatal_error = None
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,1 @@
+"""Operator subcommands of ``mcp-registry`` (each module registers itself in registry.cli)."""

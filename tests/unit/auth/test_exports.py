@@ -1,0 +1,34 @@
+"""The public surface of registry.auth: a test fails when it drifts (HX test_exported_members)."""
+
+from __future__ import annotations
+
+import registry.auth
+
+EXPECTED = {
+    "SHARED_SCOPES",
+    "Action",
+    "AuthConfigurationError",
+    "IssuedTokens",
+    "Role",
+    "ServerLike",
+    "ServerScope",
+    "TokenIssuer",
+    "TokenType",
+    "TokenVerifier",
+    "UserContext",
+    "authorize_server",
+    "authorize_server_create",
+    "authorize_token_manage",
+    "authorize_token_read_value",
+    "can_see_server",
+    "refresh_access_token",
+    "server_visibility_filter",
+    "token_owner_filter",
+    "tool_allowed_for",
+}
+
+
+def test_exported_members_match_expected() -> None:
+    assert set(registry.auth.__all__) == EXPECTED
+    for name in registry.auth.__all__:
+        assert hasattr(registry.auth, name), name
