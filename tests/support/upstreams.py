@@ -22,6 +22,7 @@ import hmac
 import logging
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -277,15 +278,11 @@ class RunningUpstream:
                 log_level="warning",
                 access_log=False,
                 lifespan="on",
-                timeout_graceful_shutdown=1,
             )
         )
-        loop_ready = threading.Event()
+        loop = asyncio.new_event_loop()
 
         def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            loop_ready.set()
             try:
                 loop.run_until_complete(_serve(server, sock))
             finally:
@@ -294,13 +291,13 @@ class RunningUpstream:
                 loop.close()
 
         thread = threading.Thread(target=run, name=f"upstream-{self.spec.name}", daemon=True)
-        self._server = server
-        self._thread = thread
+        self._server, self._thread, self._loop = server, thread, loop
         thread.start()
-        loop_ready.wait(_START_TIMEOUT_SECONDS)
-        if not server.ready.wait(_START_TIMEOUT_SECONDS):
-            self.close()
-            raise RuntimeError("upstream did not start")
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while not server.ready.wait(0.02):
+            if not thread.is_alive() or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("upstream did not start")
 
     def stop(self) -> None:
         """Kill the server: stop listening and drop every open connection.
