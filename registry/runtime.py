@@ -12,6 +12,7 @@ from packages.database.embedded import EmbeddedMongo
 from packages.database.encryption import EncryptionService
 from registry.auth import TokenIssuer, TokenVerifier
 from registry.config import Settings
+from registry.gateway.connection_state import ConnectionStateStore
 
 
 @dataclass
@@ -23,4 +24,5 @@ class Runtime:
     verifier: TokenVerifier
     issuer: TokenIssuer
     embedded: EmbeddedMongo | None = None
+    connection_states: ConnectionStateStore = field(default_factory=ConnectionStateStore)
     extras: dict[str, Any] = field(default_factory=dict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from bson import ObjectId
 from httpx import AsyncClient
 
 from packages.database.connection import MongoClient
-from packages.models import MCPServer, SCHEMA_VERSION
+from packages.models import SCHEMA_VERSION, MCPServer
 from packages.models.schema_check import SchemaVersionMismatchError
 from registry.app import create_app
 from registry.config import Settings
@@ -50,10 +51,12 @@ async def test_startup_refuses_mismatched_schema_version(
         mongo_uri=mongo_uri, db_name=db_name, data_dir=tmp_path, schema_version="v9.9.9"
     )
     app = create_app(settings)
-    with pytest.raises(SchemaVersionMismatchError, match="generate_schemas.py --version v9.9.9"):
+    with pytest.raises(
+        SchemaVersionMismatchError, match=re.escape("generate_schemas.py --version v9.9.9")
+    ):
         async with app.router.lifespan_context(app):
             pass
-    assert SCHEMA_VERSION == Settings().schema_version
+    assert Settings().schema_version == SCHEMA_VERSION
 
 
 async def test_update_keeps_fields_unknown_to_our_models(
