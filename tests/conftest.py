@@ -20,6 +20,8 @@ from packages.database.connection import MongoClient, create_client
 from packages.database.embedded import EmbeddedMongo
 from registry.config import Settings
 
+pytest_plugins = ["tests.support.fixtures"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 # The NIST SP 800-38A AES-256 test key, also used by the external app's example documents.

@@ -204,15 +204,13 @@ async def _discover(
     statuses: list[int],
     started: float,
 ) -> DiscoveryResult:
-    async with (
-        _open_session(
-            url=url,
-            transport=transport,
-            headers=headers,
-            timeout_seconds=timeout_seconds,
-            statuses=statuses,
-        ) as session
-    ):
+    async with _open_session(
+        url=url,
+        transport=transport,
+        headers=headers,
+        timeout_seconds=timeout_seconds,
+        statuses=statuses,
+    ) as session:
         init = await session.initialize()
         tools = await _list_all_tools(session)
         duration_ms = _elapsed_ms(started)
@@ -363,9 +361,7 @@ def _translate(
         if isinstance(leaf, TimeoutError | httpx2.TimeoutException):
             if isinstance(leaf, httpx2.ConnectTimeout):
                 return UpstreamTimeoutError(f"Could not connect to upstream at {url} in time")
-            return UpstreamTimeoutError(
-                f"Upstream did not answer within {timeout_seconds:g} s"
-            )
+            return UpstreamTimeoutError(f"Upstream did not answer within {timeout_seconds:g} s")
     for leaf in leaves:
         if isinstance(leaf, httpx2.ConnectError | OSError):
             return UpstreamError(f"Could not connect to upstream at {url}")
