@@ -21,13 +21,16 @@ from packages.database.encryption import configure_encryption
 from packages.models.schema_check import check_schema_version
 from registry.api.errors import install_error_handlers
 from registry.api.health import router as health_router
+from registry.api.metrics import router as metrics_router
 from registry.api.middleware import RequestContextMiddleware
 from registry.api.router import api_router
 from registry.auth import TokenIssuer, TokenVerifier, UserContext
 from registry.bootstrap import ConfigurationError, resolve_settings
 from registry.config import Settings, get_settings
 from registry.db import init_database
+from registry.gateway.asgi import install_gateway
 from registry.runtime import Runtime
+from registry.services.sync_worker import start_sync_worker, stop_sync_worker
 
 log = structlog.get_logger("registry.app")
 
@@ -153,11 +156,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.settings = settings or get_settings()
-    app.state.startup_hooks = []
-    app.state.shutdown_hooks = []
+    app.state.startup_hooks = [start_sync_worker]  # catalog sync worker (docs/catalog.md)
+    app.state.shutdown_hooks = [stop_sync_worker]
     app.state.fatal_error = None
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(api_router)
+    install_gateway(app)
+    app.include_router(metrics_router)
     return app

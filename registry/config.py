@@ -90,6 +90,45 @@ class Settings(BaseSettings):
         default=10.0, gt=0, validation_alias="REGISTRY_DISCOVERY_TIMEOUT_SECONDS"
     )
 
+    # Tool catalog and its background sync worker (docs/catalog.md)
+    default_tool_exposure: Literal["active", "draft"] = Field(
+        default="active", validation_alias="DEFAULT_TOOL_EXPOSURE"
+    )
+    sync_enabled: bool = Field(default=True, validation_alias="REGISTRY_SYNC_ENABLED")
+    sync_interval_seconds: float = Field(
+        default=300.0, gt=0, validation_alias="REGISTRY_SYNC_INTERVAL_SECONDS"
+    )
+    sync_concurrency: int = Field(
+        default=8, ge=1, le=256, validation_alias="REGISTRY_SYNC_CONCURRENCY"
+    )
+    sync_tick_seconds: float = Field(
+        default=5.0, gt=0, validation_alias="REGISTRY_SYNC_TICK_SECONDS"
+    )
+    sync_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, validation_alias="REGISTRY_SYNC_BACKOFF_MAX_SECONDS"
+    )
+    sync_failure_threshold: int = Field(
+        default=3, ge=1, validation_alias="REGISTRY_SYNC_FAILURE_THRESHOLD"
+    )
+
+    # Gateway (/mcp/{server}): see docs/gateway.md.
+    gateway_error_threshold: int = Field(
+        default=3, ge=1, validation_alias="REGISTRY_GATEWAY_ERROR_THRESHOLD"
+    )
+    gateway_server_cache_seconds: float = Field(
+        default=5.0, ge=0, validation_alias="REGISTRY_GATEWAY_SERVER_CACHE_SECONDS"
+    )
+    gateway_session_idle_seconds: float = Field(
+        default=3600.0, gt=0, validation_alias="REGISTRY_GATEWAY_SESSION_IDLE_SECONDS"
+    )
+    gateway_max_sessions: int = Field(
+        default=10_000, ge=1, validation_alias="REGISTRY_GATEWAY_MAX_SESSIONS"
+    )
+
+    # Prometheus /metrics: an admin bearer token, or this static scrape token, unless public.
+    metrics_token: SecretStr | None = Field(default=None, validation_alias="REGISTRY_METRICS_TOKEN")
+    metrics_public: bool = Field(default=False, validation_alias="REGISTRY_METRICS_PUBLIC")
+
     @field_validator("creds_key", mode="after")
     @classmethod
     def _validate_creds_key(cls, value: SecretStr | None) -> SecretStr | None:

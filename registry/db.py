@@ -9,11 +9,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from packages.models import MCPServer, Token
 from packages.models.audit import AuditLog
+from packages.models.tools import SyncRun, SyncSchedule, Tool, ToolVersion
 
 
 def document_models() -> list[type[Document]]:
     """Every document class the service reads or writes (shared and registry-owned)."""
     models: list[type[Document]] = [MCPServer, Token, AuditLog]
+    models += [Tool, ToolVersion, SyncRun, SyncSchedule]  # tool catalog (docs/catalog.md)
     return models
 
 

@@ -33,6 +33,9 @@ class ConnectionStateStore:
     """App-level state per server and user-level state per (user, server)."""
 
     def __init__(self, *, maxsize: int = 10_000, ttl_seconds: float = 900.0) -> None:
+        # A live connection is re-stamped at most this often, so it never reads as stale
+        # while in use, without a cache write on every call.
+        self._refresh_seconds = ttl_seconds / 4
         self._app: TTLCache[str, StateEntry] = TTLCache(maxsize=maxsize, ttl=ttl_seconds)
         self._user: TTLCache[tuple[str, str], StateEntry] = TTLCache(
             maxsize=maxsize, ttl=ttl_seconds
@@ -86,6 +89,29 @@ class ConnectionStateStore:
         else:
             self._user[(user_id, server_id)] = entry
         return entry
+
+    def record_success(
+        self, server_id: str, *, user_id: str | None = None, config_version: str | None = None
+    ) -> bool:
+        """Mark the connection ``connected``; True when it was not (a (re)connect worth saving).
+
+        Called on every successful relay, so the common case (already connected, recently
+        stamped) is one cache read.
+        """
+        entry = self.get(server_id, user_id=user_id, config_version=config_version)
+        if entry is not None and entry.state is ConnectionState.CONNECTED:
+            if time.time() - entry.updated_at > self._refresh_seconds:
+                self.set(
+                    server_id,
+                    ConnectionState.CONNECTED,
+                    user_id=user_id,
+                    config_version=config_version,
+                )
+            return False
+        self.set(
+            server_id, ConnectionState.CONNECTED, user_id=user_id, config_version=config_version
+        )
+        return True
 
     def forget_server(self, server_id: str) -> None:
         """Drop every state of a server (deleted, or its configuration changed)."""

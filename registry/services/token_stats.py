@@ -7,14 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from packages.models import Token
+from registry.services.token_types import API_TYPE_BY_STORED_TYPE
 
-# Stored record types (LibreChat's vocabulary) → the API's vocabulary (design 004).
-API_TYPE_BY_STORED_TYPE = {
-    "mcp_oauth": "oauth_access",
-    "mcp_oauth_refresh": "oauth_refresh",
-    "mcp_oauth_client": "oauth_client",
-    "mcp_api_key": "api_key",
-}
+# Stored record types (LibreChat's vocabulary) → the API's vocabulary (design 004); the one
+# mapping lives in token_types (docs/credentials.md).
+__all__ = ["API_TYPE_BY_STORED_TYPE", "TokenStatistics", "token_statistics"]
 
 
 @dataclass(frozen=True)

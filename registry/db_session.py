@@ -1,0 +1,100 @@
+"""Open the service's database outside the HTTP app (operator commands, scripts).
+
+``open_database`` does what the app lifespan does before it serves: start the embedded
+development database when no ``MONGO_URI`` is set, connect, check the server answers, bind the
+Beanie documents and configure credential encryption. It takes *resolved* settings
+(``registry.bootstrap.resolve_settings``), so the development secrets are the service's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from pymongo.asynchronous.database import AsyncDatabase
+
+from packages.database.connection import MongoClient, create_client, ping
+from packages.database.embedded import EmbeddedMongo
+from packages.database.encryption import EncryptionService, configure_encryption
+from registry.bootstrap import ConfigurationError
+from registry.config import Settings
+from registry.db import init_database
+
+log = structlog.get_logger("registry.db")
+
+EMBEDDED_DB_DIR = "mongo"
+
+
+@dataclass(frozen=True)
+class DatabaseSession:
+    """A connected, initialised database and what it took to open it."""
+
+    settings: Settings
+    client: MongoClient
+    database: AsyncDatabase[dict[str, Any]]
+    encryption: EncryptionService
+    embedded: EmbeddedMongo | None
+
+
+def embedded_server(settings: Settings) -> EmbeddedMongo:
+    """The embedded development database stored under ``settings.data_dir``."""
+    return EmbeddedMongo(
+        storage_path=settings.data_dir / EMBEDDED_DB_DIR,
+        log_path=settings.data_dir / "secantusd.log",
+    )
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[DatabaseSession]:
+    """Connect to MongoDB (or start the embedded one), init Beanie, configure encryption.
+
+    Everything opened here is closed on exit, including the embedded server process.
+
+    Raises:
+        ConfigurationError: the database does not answer within ``mongo_timeout_seconds``,
+            or the encryption keys are missing (resolve the settings first).
+        EmbeddedDatabaseError: the embedded server could not start (for example because a
+            running service already holds the same data directory).
+    """
+    if settings.creds_key is None or settings.creds_iv is None:
+        raise ConfigurationError("CREDS_KEY and CREDS_IV must be set (resolve the settings first)")
+    embedded: EmbeddedMongo | None = None
+    if settings.mongo_uri is None:
+        embedded = embedded_server(settings)
+        uri = await embedded.start()
+        log.warning(
+            "embedded_database_started",
+            uri=f"mongodb://127.0.0.1:{embedded.port}",
+            storage=embedded.storage_path,
+        )
+    else:
+        uri = settings.mongo_uri.get_secret_value()
+    try:
+        client = create_client(uri, timeout_seconds=settings.mongo_timeout_seconds)
+        try:
+            if not await ping(client):
+                raise ConfigurationError(
+                    f"MongoDB at the configured MONGO_URI did not answer within "
+                    f"{settings.mongo_timeout_seconds:.0f}s"
+                )
+            database = client[settings.mongo_db]
+            await init_database(database)
+            encryption = configure_encryption(
+                key_hex=settings.creds_key.get_secret_value(),
+                iv_hex=settings.creds_iv.get_secret_value(),
+            )
+            yield DatabaseSession(
+                settings=settings,
+                client=client,
+                database=database,
+                encryption=encryption,
+                embedded=embedded,
+            )
+        finally:
+            await client.close()
+    finally:
+        if embedded is not None:
+            await embedded.stop()

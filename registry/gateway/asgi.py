@@ -1,0 +1,126 @@
+"""The gateway's ASGI entry point, mounted at ``/mcp`` ahead of the API's routes.
+
+No FastAPI routing or dependency injection runs for gateway traffic: ``GatewayApp`` splits the
+path itself and hands the request to ``Gateway.handle``. The long-lived objects (HTTP pools,
+caches, the session map) are built by a startup hook and closed by a shutdown hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.types import Receive, Scope, Send
+
+from registry.gateway.credentials import CredentialResolver
+from registry.gateway.events import ServerEvents
+from registry.gateway.gateway import Gateway
+from registry.gateway.lookup import ServerLookup
+from registry.gateway.principals import PrincipalCache
+from registry.gateway.relay import Relay
+from registry.gateway.responses import send_api_error
+from registry.gateway.sessions import GatewaySession, SessionStore
+from registry.runtime import Runtime
+
+SWEEP_INTERVAL_SECONDS = 30.0
+EXTRAS_KEY = "gateway"
+
+
+def _close_session(session: GatewaySession) -> None:
+    bridge = session.upstream.bridge
+    if bridge is not None:
+        bridge.close()
+
+
+class GatewayApp:
+    """``/mcp/{name}`` → ``Gateway.handle``; 503 until the service has started."""
+
+    def __init__(self) -> None:
+        self.gateway: Gateway | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        name = path.strip("/")
+        request_id = scope.get("state", {}).get("request_id")
+        gateway = self.gateway
+        if gateway is None:
+            await send_api_error(
+                send,
+                status=503,
+                code="unavailable",
+                message="The gateway is starting",
+                request_id=request_id,
+            )
+            return
+        if not name or "/" in name:
+            await send_api_error(
+                send,
+                status=404,
+                code="not_found",
+                message="Unknown gateway path: use /mcp/{serverName}",
+                request_id=request_id,
+            )
+            return
+        await gateway.handle(scope, receive, send, name)
+
+    async def start(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        relay = Relay()
+        await relay.start()
+        self.gateway = Gateway(
+            principals=PrincipalCache(runtime.verifier),
+            lookup=ServerLookup(
+                runtime.database,
+                ttl_seconds=settings.gateway_server_cache_seconds,
+                default_timeout_seconds=settings.upstream_timeout_seconds,
+            ),
+            credentials=CredentialResolver(),
+            sessions=SessionStore(
+                maxsize=settings.gateway_max_sessions,
+                idle_seconds=settings.gateway_session_idle_seconds,
+                on_close=_close_session,
+            ),
+            events=ServerEvents(
+                runtime.database,
+                states=runtime.connection_states,
+                error_threshold=settings.gateway_error_threshold,
+            ),
+            relay=relay,
+        )
+        runtime.extras[EXTRAS_KEY] = self.gateway
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def stop(self, runtime: Runtime) -> None:
+        gateway, self.gateway = self.gateway, None
+        runtime.extras.pop(EXTRAS_KEY, None)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if gateway is not None:
+            gateway.sessions.clear()
+            await gateway.events.drain()
+            await gateway.relay.close()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+            if self.gateway is not None:
+                self.gateway.sessions.sweep()
+
+
+def install_gateway(app: Starlette) -> GatewayApp:
+    """Mount the gateway at ``/mcp`` (first, so no API route is tried before it) with its hooks."""
+    gateway_app = GatewayApp()
+    app.router.routes.insert(0, Mount("/mcp", app=gateway_app))
+    app.state.startup_hooks.append(gateway_app.start)
+    app.state.shutdown_hooks.append(gateway_app.stop)
+    return gateway_app

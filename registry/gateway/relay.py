@@ -1,0 +1,281 @@
+"""Relaying MCP messages to Streamable HTTP upstreams over pooled keep-alive connections.
+
+The client's body goes upstream byte for byte; the upstream's answer streams back chunk by
+chunk (JSON or server-sent events) without being rebuilt. Two exceptions: ``tools/list``
+results are parsed, passed through the policy and re-serialized, and small JSON answers are
+read whole (one chunk anyway) so garbage is caught before the client sees a status.
+
+Failures before the client's response starts are raised as RpcError; failures after it started
+(the upstream hangs or drops mid-stream) end the stream with a JSON-RPC error event and are
+returned, so the caller can count them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from starlette.types import Send
+
+from registry.gateway.jsonrpc import (
+    CONNECTION_CLOSED,
+    CREDENTIAL_REJECTED,
+    REQUEST_TIMEOUT,
+    UPSTREAM_INVALID_RESPONSE,
+    UPSTREAM_UNAVAILABLE,
+    Message,
+    RpcError,
+    sse_event,
+)
+from registry.gateway.lookup import ResolvedServer
+from registry.gateway.responses import EVENT_STREAM, JSON, StreamWriter, send_bytes
+from registry.gateway.sessions import UpstreamSession
+from registry.gateway.sse import SseParser
+from registry.gateway.upstream import display_url
+
+BUFFERED_JSON_LIMIT = 1024 * 1024
+INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+ToolsFilter = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+
+
+def translate(exc: BaseException, server: ResolvedServer) -> RpcError:
+    """The client-facing error for an aiohttp failure (no upstream text, no headers)."""
+    if isinstance(exc, TimeoutError):
+        return RpcError(
+            REQUEST_TIMEOUT,
+            f"Upstream '{server.name}' did not answer within {server.timeout_seconds:g} s",
+            outcome="timeout",
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return RpcError(
+            UPSTREAM_UNAVAILABLE,
+            f"Could not connect to upstream '{server.name}' at {display_url(server.url)}",
+            outcome="upstream_down",
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return RpcError(
+            CONNECTION_CLOSED,
+            f"Upstream '{server.name}' closed the connection before answering completely",
+            outcome="upstream_dropped",
+        )
+    return RpcError(
+        UPSTREAM_UNAVAILABLE,
+        f"The connection to upstream '{server.name}' failed",
+        outcome="upstream_down",
+    )
+
+
+def status_error(status: int, server: ResolvedServer, *, user_credential: bool) -> RpcError:
+    if status in (401, 403):
+        whose = (
+            "your stored credential" if user_credential else "the server's configured credential"
+        )
+        return RpcError(
+            CREDENTIAL_REJECTED,
+            f"Upstream '{server.name}' rejected {whose} (HTTP {status})",
+            outcome="credential_rejected",
+        )
+    return RpcError(
+        UPSTREAM_INVALID_RESPONSE,
+        f"Upstream '{server.name}' answered HTTP {status}",
+        outcome="upstream_error",
+    )
+
+
+class Relay:
+    def __init__(self, *, max_connections: int = 512, max_per_host: int = 128) -> None:
+        self._max_connections = max_connections
+        self._max_per_host = max_per_host
+        self.calls: aiohttp.ClientSession | None = None
+        self.streams: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        # Short keep-alive: common upstream servers (uvicorn: 5 s) close idle connections
+        # soon, and reusing one they just closed fails the call.
+        self.calls = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=self._max_per_host,
+                keepalive_timeout=4.0,
+                ttl_dns_cache=60,
+            ),
+        )
+        # Long-lived event streams (GET streams, SSE bridges) get their own pool so they can
+        # never starve calls of connections.
+        self.streams = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0, ttl_dns_cache=60),
+        )
+
+    async def close(self) -> None:
+        for session in (self.calls, self.streams):
+            if session is not None:
+                await session.close()
+
+    async def post(
+        self, server: ResolvedServer, headers: dict[str, str], body: bytes
+    ) -> aiohttp.ClientResponse:
+        """POST ``body`` upstream and return the response (headers read, body pending)."""
+        assert self.calls is not None
+        try:
+            return await self.calls.request(
+                "POST", server.url, data=body, headers=headers, timeout=server.timeout
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise translate(exc, server) from exc
+
+    async def reinitialize(
+        self, server: ResolvedServer, upstream: UpstreamSession, headers: dict[str, str], seen: int
+    ) -> None:
+        """Replay ``initialize`` + ``notifications/initialized`` once for an expired session."""
+        async with upstream.lock:
+            if upstream.generation != seen:
+                return  # another request already re-initialised this session
+            init_headers = {k: v for k, v in headers.items() if k != "mcp-session-id"}
+            response = await self.post(server, init_headers, upstream.initialize)
+            try:
+                if response.status != 200:
+                    raise status_error(response.status, server, user_credential=False)
+                session_id = response.headers.get("mcp-session-id")
+                await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise translate(exc, server) from exc
+            finally:
+                response.release()
+            if session_id is not None:
+                init_headers["mcp-session-id"] = session_id
+            if upstream.protocol_version:
+                init_headers["mcp-protocol-version"] = upstream.protocol_version
+            notified = await self.post(server, init_headers, INITIALIZED)
+            notified.release()
+            upstream.upstream_session_id = session_id
+            upstream.generation += 1
+
+    async def stream_back(
+        self,
+        *,
+        response: aiohttp.ClientResponse,
+        server: ResolvedServer,
+        message: Message,
+        send: Send,
+        extra_headers: list[tuple[bytes, bytes]],
+        tools_filter: ToolsFilter | None,
+    ) -> RpcError | None:
+        """Send the upstream's 2xx answer to the client; see the module docstring."""
+        content_type = response.headers.get("content-type", "").encode()
+        if response.status == 202 or not message.is_request:
+            await response.read()
+            await send_bytes(send, status=response.status, body=b"", headers=extra_headers)
+            return None
+        if content_type.startswith(JSON):
+            length = response.content_length
+            if tools_filter is not None or (length is not None and length <= BUFFERED_JSON_LIMIT):
+                body = await self._read(response, server)
+                body = await checked_json(body, server, tools_filter)
+                await send_bytes(send, status=response.status, body=body, headers=extra_headers)
+                return None
+        elif not content_type.startswith(EVENT_STREAM):
+            raise RpcError(
+                UPSTREAM_INVALID_RESPONSE,
+                f"Upstream '{server.name}' answered with an unexpected content type",
+                outcome="invalid_response",
+            )
+        if tools_filter is not None:
+            body = await self._filtered_events(response, server, tools_filter)
+            await send_bytes(
+                send,
+                status=response.status,
+                body=body,
+                content_type=EVENT_STREAM,
+                headers=extra_headers,
+            )
+            return None
+        return await self._pass_through(
+            response, server, message, send, content_type, extra_headers
+        )
+
+    async def _pass_through(
+        self,
+        response: aiohttp.ClientResponse,
+        server: ResolvedServer,
+        message: Message,
+        send: Send,
+        content_type: bytes,
+        extra_headers: list[tuple[bytes, bytes]],
+    ) -> RpcError | None:
+        writer = StreamWriter(send)
+        await writer.start(status=response.status, content_type=content_type, headers=extra_headers)
+        answered = False
+        failure: RpcError | None = None
+        try:
+            async for chunk in response.content.iter_any():
+                answered = answered or b"data:" in chunk
+                await writer.chunk(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failure = translate(exc, server)
+        if failure is None and writer.is_sse and not answered:
+            failure = RpcError(
+                CONNECTION_CLOSED,
+                f"Upstream '{server.name}' ended the stream without answering",
+                outcome="upstream_dropped",
+            )
+        if failure is not None and writer.is_sse:
+            await writer.rpc_error_event(message.id, failure.code, failure.message)
+        await writer.end()
+        return failure
+
+    async def _read(self, response: aiohttp.ClientResponse, server: ResolvedServer) -> bytes:
+        try:
+            return await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise translate(exc, server) from exc
+
+    async def _filtered_events(
+        self, response: aiohttp.ClientResponse, server: ResolvedServer, tools_filter: ToolsFilter
+    ) -> bytes:
+        parser = SseParser()
+        out: list[bytes] = []
+        try:
+            async for chunk in response.content.iter_any():
+                for event, data in parser.feed(chunk):
+                    if event == "message":
+                        out.append(sse_event(await checked_json(data, server, tools_filter)))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise translate(exc, server) from exc
+        except ValueError as exc:
+            raise _garbage(server) from exc
+        if not out:
+            raise RpcError(
+                CONNECTION_CLOSED,
+                f"Upstream '{server.name}' ended the stream without answering",
+                outcome="upstream_dropped",
+            )
+        return b"".join(out)
+
+
+def _garbage(server: ResolvedServer) -> RpcError:
+    return RpcError(
+        UPSTREAM_INVALID_RESPONSE,
+        f"Upstream '{server.name}' answered with something that is not JSON-RPC",
+        outcome="invalid_response",
+    )
+
+
+async def checked_json(
+    body: bytes, server: ResolvedServer, tools_filter: ToolsFilter | None
+) -> bytes:
+    """``body`` if it is a JSON object; a ``tools/list`` result goes through the policy."""
+    try:
+        message = json.loads(body)
+    except ValueError as exc:
+        raise _garbage(server) from exc
+    if not isinstance(message, dict):
+        raise _garbage(server)
+    if tools_filter is None:
+        return body
+    result = message.get("result")
+    if isinstance(result, dict) and isinstance(result.get("tools"), list):
+        result["tools"] = await tools_filter(result["tools"])
+        return json.dumps(message, separators=(",", ":")).encode()
+    return body

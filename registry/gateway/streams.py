@@ -1,0 +1,140 @@
+"""GET (the server→client event stream) and DELETE (end of session) on a gateway session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import structlog
+from starlette.types import Receive, Scope, Send
+
+from registry.errors import ConflictError, UpstreamError
+from registry.gateway.jsonrpc import sse_event
+from registry.gateway.lookup import ResolvedServer
+from registry.gateway.relay import Relay
+from registry.gateway.responses import EVENT_STREAM, StreamWriter, send_bytes
+from registry.gateway.sessions import GatewaySession, SessionStore
+from registry.gateway.watch import DisconnectWatch
+
+log = structlog.get_logger("registry.gateway")
+
+KEEPALIVE_SECONDS = 15.0
+_FORWARDED = (b"accept", b"mcp-protocol-version", b"last-event-id")
+
+
+class StreamRelay:
+    def __init__(self, *, relay: Relay, sessions: SessionStore) -> None:
+        self.relay = relay
+        self.sessions = sessions
+
+    async def get(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        session: GatewaySession,
+        server: ResolvedServer,
+        upstream_headers: dict[str, str],
+    ) -> None:
+        """Open the client's event stream: the upstream's GET stream, or the bridge's outbox."""
+        if session.client_streams > 0 and server.transport == "sse":
+            raise ConflictError("Only one event stream per session is allowed")
+        watch = DisconnectWatch(receive, send, grace_seconds=0)
+        session.client_streams += 1
+        try:
+            if server.transport == "sse":
+                await self._outbox(watch.send, session)
+            else:
+                await self._upstream_get(watch.send, headers, session, server, upstream_headers)
+        except asyncio.CancelledError:
+            if not watch.fired:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # always in a task
+        finally:
+            session.client_streams -= 1
+            watch.stop()
+
+    async def _outbox(self, send: Send, session: GatewaySession) -> None:
+        outbox = session.upstream.outbox
+        assert outbox is not None
+        writer = StreamWriter(send)
+        await writer.start(status=200, content_type=EVENT_STREAM, headers=[])
+        while True:
+            try:
+                data = await asyncio.wait_for(outbox.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                await writer.chunk(b": keepalive\n\n")
+                continue
+            await writer.chunk(sse_event(data))
+
+    async def _upstream_get(
+        self,
+        send: Send,
+        headers: dict[bytes, bytes],
+        session: GatewaySession,
+        server: ResolvedServer,
+        upstream_headers: dict[str, str],
+    ) -> None:
+        assert self.relay.streams is not None
+        out = dict(upstream_headers)
+        for name in _FORWARDED:
+            value = headers.get(name)
+            if value:
+                out[name.decode()] = value.decode("latin-1")
+        out.setdefault("accept", "text/event-stream")
+        upstream = session.upstream
+        if upstream.upstream_session_id is not None:
+            out["mcp-session-id"] = upstream.upstream_session_id
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=server.timeout_seconds, sock_read=None
+        )
+        try:
+            response = await self.relay.streams.get(server.url, headers=out, timeout=timeout)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(
+                f"Could not open the event stream of upstream '{server.name}'"
+            ) from exc
+        try:
+            if response.status != 200:
+                # 405: the upstream offers no stream (the spec allows that); pass it on.
+                status = response.status if response.status in (404, 405) else 502
+                await send_bytes(send, status=status, body=b"")
+                return
+            writer = StreamWriter(send)
+            await writer.start(
+                status=200,
+                content_type=response.headers.get("content-type", "").encode(),
+                headers=[],
+            )
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async for chunk in response.content.iter_any():
+                    await writer.chunk(chunk)
+            await writer.end()
+        finally:
+            response.release()
+
+    async def delete(
+        self,
+        send: Send,
+        session: GatewaySession,
+        server: ResolvedServer,
+        upstream_headers: dict[str, str],
+    ) -> None:
+        """End the session here and, best effort, upstream."""
+        self.sessions.remove(session.id)
+        upstream_id = session.upstream.upstream_session_id
+        if server.transport == "streamable-http" and upstream_id is not None:
+            assert self.relay.calls is not None
+            headers = {**upstream_headers, "mcp-session-id": upstream_id}
+            if session.upstream.protocol_version:
+                headers["mcp-protocol-version"] = session.upstream.protocol_version
+            try:
+                async with self.relay.calls.delete(
+                    server.url, headers=headers, timeout=server.timeout
+                ) as response:
+                    await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                log.info("upstream_session_delete_failed", server=server.name)
+        await send_bytes(send, status=200, body=b"")

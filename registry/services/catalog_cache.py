@@ -1,0 +1,42 @@
+"""Invalidation signal for caches derived from the catalog (the gateway's exposed-tool sets).
+
+Every change of a server's exposed tools calls ``invalidate(server_id)``: it bumps a
+process-wide version counter and notifies the registered listeners. Caches in other processes
+(other replicas) rely on their short TTL instead (docs/catalog.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bson import ObjectId
+
+Listener = Callable[[str | None], None]
+
+_listeners: list[Listener] = []
+_version = 0
+
+
+def version() -> int:
+    """A counter that grows whenever any server's exposed tools may have changed."""
+    return _version
+
+
+def add_listener(listener: Listener) -> None:
+    """Call ``listener(server_id)`` (``None`` = every server) on each invalidation."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def remove_listener(listener: Listener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def invalidate(server_id: ObjectId | str | None = None) -> None:
+    """Signal that the exposed tools of ``server_id`` (or of every server) may have changed."""
+    global _version
+    _version += 1
+    key = str(server_id) if server_id is not None else None
+    for listener in list(_listeners):
+        listener(key)

@@ -1,0 +1,116 @@
+"""Optimistic concurrency of PATCH /api/v1/servers/{id} (design 004 "Update Server", 409)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+
+from httpx import AsyncClient
+
+from packages.database.connection import MongoClient
+from registry.config import Settings
+from tests.factories import make_caller
+from tests.integration.api.server_data import SERVERS, insert_server, stored
+
+STAMP = datetime(2026, 1, 3, 15, 45, tzinfo=UTC)
+
+
+async def test_update_server_ten_concurrent_patches_exactly_one_wins(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    """Ten writers holding the same updatedAt: one 200, nine 409, no change lost silently."""
+    author = make_caller(settings, role="user")
+    server_id = await insert_server(
+        mongo_client, settings, name="racy", author=author.id, updated_at=STAMP
+    )
+
+    async def patch(index: int) -> tuple[int, dict[str, object]]:
+        response = await client.patch(
+            f"{SERVERS}/{server_id}",
+            json={"description": f"writer {index}", "updatedAt": "2026-01-03T15:45:00Z"},
+            headers=author.headers,
+        )
+        body: dict[str, object] = response.json()
+        return response.status_code, body
+
+    results = await asyncio.gather(*(patch(index) for index in range(10)))
+
+    assert Counter(status for status, _ in results) == {200: 1, 409: 9}
+    winner = next(body for status, body in results if status == 200)
+    document = await stored(mongo_client, settings, server_id)
+    assert document["config"]["description"] == winner["description"]
+    assert document["updatedAt"] > STAMP
+    for status, body in results:
+        if status == 409:
+            assert body["error"] == "conflict"
+            assert body["message"] == "Server was modified by another process"
+            assert body["provided_updated_at"] == "2026-01-03T15:45:00Z"
+            assert body["current_updated_at"] is not None
+            current = datetime.fromisoformat(str(body["current_updated_at"]))
+            assert current == document["updatedAt"]
+
+
+async def test_update_server_stale_updated_at_conflicts(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    author = make_caller(settings, role="user")
+    server_id = await insert_server(
+        mongo_client, settings, name="stale", author=author.id, updated_at=STAMP
+    )
+
+    response = await client.patch(
+        f"{SERVERS}/{server_id}",
+        json={"title": "New", "updatedAt": "2026-01-01T00:00:00Z"},
+        headers=author.headers,
+    )
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["error"] == "conflict"
+    assert body["message"] == "Server was modified by another process"
+    assert datetime.fromisoformat(body["current_updated_at"]) == STAMP
+    assert datetime.fromisoformat(body["provided_updated_at"]) == datetime(2026, 1, 1, tzinfo=UTC)
+    assert (await stored(mongo_client, settings, server_id))["config"]["title"] == "Raw Server"
+
+
+async def test_update_server_without_updated_at_applies(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    author = make_caller(settings, role="user")
+    server_id = await insert_server(
+        mongo_client, settings, name="plain", author=author.id, updated_at=STAMP
+    )
+
+    responses = await asyncio.gather(
+        *(
+            client.patch(f"{SERVERS}/{server_id}", json={"tags": [f"t{i}"]}, headers=author.headers)
+            for i in range(5)
+        )
+    )
+
+    assert [response.status_code for response in responses] == [200] * 5
+    stamps = sorted(response.json()["updatedAt"] for response in responses)
+    assert len(set(stamps)) == 5, "every write gets a distinct, later updatedAt"
+    assert (await stored(mongo_client, settings, server_id))["tags"][0] in {
+        f"t{i}" for i in range(5)
+    }
+
+
+async def test_update_server_returned_updated_at_round_trips(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    """The updatedAt a response shows is accepted by the next PATCH (ms precision)."""
+    author = make_caller(settings, role="user")
+    server_id = await insert_server(mongo_client, settings, name="chain", author=author.id)
+    stamp = (await client.get(f"{SERVERS}/{server_id}", headers=author.headers)).json()["updatedAt"]
+
+    for index in range(3):
+        response = await client.patch(
+            f"{SERVERS}/{server_id}",
+            json={"description": f"step {index}", "updatedAt": stamp},
+            headers=author.headers,
+        )
+        assert response.status_code == 200
+        assert response.json()["updatedAt"] > stamp
+        stamp = response.json()["updatedAt"]
