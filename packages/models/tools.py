@@ -34,6 +34,16 @@ METADATA_FIELDS: tuple[str, ...] = (
 )
 
 
+# The stored tools a server offers to clients (combine with its ``serverId``; a disabled
+# server offers none). The one definition of "exposed", shared by the services and the gateway.
+EXPOSED_FILTER: dict[str, Any] = {"exposureState": "active", "registrationState": "selected"}
+
+
+def is_exposed_state(exposure: str | None, registration: str | None) -> bool:
+    """Whether a tool in these states is offered (its server's status aside)."""
+    return exposure == "active" and registration == "selected"
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 

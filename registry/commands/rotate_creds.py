@@ -39,16 +39,22 @@ async def run_rotation(
     """Open the database for ``settings``, rotate to the new key, write the report to ``out``.
 
     The old key is the configured ``CREDS_KEY``/``CREDS_IV``; the new IV defaults to the
-    current one. Returns the exit status (see the module doc). Raises InvalidKeyError for
-    malformed key material and ValueError when the new key is the current one.
+    current one. Returns the exit status (see the module doc). Raises ConfigurationError for
+    malformed key material (checked before connecting) and ValueError when the new key is the
+    current one.
     """
-    async with open_database(settings) as session:
-        old = session.encryption
-        assert settings.creds_iv is not None  # open_database refuses settings without keys
+    if settings.creds_iv is None:
+        raise ConfigurationError("CREDS_KEY and CREDS_IV (the current key) must be set")
+    try:
         new = EncryptionService(
             key_hex=new_key_hex.strip().lower(),
             iv_hex=(new_iv_hex or settings.creds_iv.get_secret_value()).strip().lower(),
         )
+    except InvalidKeyError as exc:
+        option = "--new-key" if exc.variable == "CREDS_KEY" else "--new-iv"
+        raise ConfigurationError(f"{option} {exc.reason}") from None
+    async with open_database(settings) as session:
+        old = session.encryption
         report = await rotate_credentials(
             database=session.database, old=old, new=new, dry_run=dry_run, batch_size=batch_size
         )
@@ -82,8 +88,8 @@ def _handle(args: argparse.Namespace) -> int:
                 out=sys.stdout,
             )
         )
-    except (ConfigurationError, InvalidKeyError, ValueError) as exc:
-        # InvalidKeyError names the variable, never the value.
+    except (ConfigurationError, ValueError) as exc:
+        # Messages name the option or variable, never a key.
         sys.stderr.write(f"mcp-registry rotate-creds: {exc}\n")
         return 2
 

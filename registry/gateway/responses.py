@@ -12,7 +12,7 @@ from registry.gateway.jsonrpc import error_body, sse_event
 JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream"
 SESSION_HEADER = b"mcp-session-id"
-_SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
 async def send_bytes(
@@ -62,7 +62,7 @@ class StreamWriter:
         self.is_sse = content_type.startswith(EVENT_STREAM)
         raw = [(b"content-type", content_type), *headers]
         if self.is_sse:
-            raw.extend(_SSE_HEADERS)
+            raw.extend(SSE_HEADERS)
         await self._send({"type": "http.response.start", "status": status, "headers": raw})
         self.started = True
 

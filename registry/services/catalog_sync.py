@@ -30,6 +30,7 @@ from packages.models.tools import (
     ExposureState,
     SyncCounts,
     SyncRun,
+    SyncSchedule,
     SyncTrigger,
     Tool,
     ToolVersion,
@@ -43,6 +44,9 @@ from registry.services.tool_invariants import EXPOSED_FILTER, server_exposes_too
 log = structlog.get_logger("registry.catalog")
 
 SYNC_ACTOR = "sync"
+# As registration writes it (registry.services.discovery): the external app's own documents
+# join tool names with "," and readers split on "," and strip.
+TOOLS_SEPARATOR = ","
 _CAS_ATTEMPTS = 5
 
 
@@ -325,6 +329,9 @@ async def sync_server_tools(
         raise
     await _finish_run(run, outcome="success", error=None, counts=writer.counts)
     exposed = await refresh_server_exposure(server_id=server.id)
+    counts = writer.counts
+    if counts.added or counts.updated or counts.stale or counts.reactivated:
+        catalog_cache.invalidate(server.id)
     log.info(
         "catalog_synced",
         server_id=str(server.id),
@@ -425,7 +432,7 @@ async def refresh_server_exposure(*, server_id: ObjectId) -> list[str]:
         functions = exposed_tool_functions(exposed, name)
         config = server.get("config") or {}
         desired = {
-            "config.tools": ", ".join(names),
+            "config.tools": TOOLS_SEPARATOR.join(names),
             "config.toolFunctions": functions,
             "numTools": len(names),
         }
@@ -444,3 +451,14 @@ async def refresh_server_exposure(*, server_id: ObjectId) -> list[str]:
             catalog_cache.invalidate(server_id)
             return names
     raise RegistryError("The server kept changing while its exposed tools were recomputed")
+
+
+async def forget_server(*, server_id: ObjectId) -> int:
+    """Drop a deleted server's catalog tools and sync schedule; returns the tools removed.
+
+    ``tool_versions`` and ``sync_runs`` are kept as history.
+    """
+    removed = await Tool.get_pymongo_collection().delete_many({"serverId": server_id})
+    await SyncSchedule.get_pymongo_collection().delete_many({"serverId": server_id})
+    catalog_cache.invalidate(server_id)
+    return removed.deleted_count

@@ -19,9 +19,16 @@ from beanie import SortDirection
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from packages.models.tools import ExposureState, RegistrationState, Tool, ToolVersion
+from packages.models.tools import (
+    EXPOSED_FILTER,
+    ExposureState,
+    RegistrationState,
+    Tool,
+    ToolVersion,
+)
 from registry.auth import UserContext
 from registry.errors import NotFoundError, PermissionDeniedError, StaleUpdateError
+from registry.services import catalog_cache
 from registry.services.audit import record_audit
 from registry.services.catalog_metadata import effective_metadata
 from registry.services.catalog_policy import (
@@ -29,6 +36,7 @@ from registry.services.catalog_policy import (
     ServerAccess,
     authorize_tool_manage,
     can_see_tool,
+    can_use_tool,
     server_access,
     visible_servers,
 )
@@ -346,6 +354,8 @@ async def _after_change(
         after=_audit_view(after),
     )
     await refresh_server_exposure(server_id=after["serverId"])
+    # Roles, groups and metadata do not show in the server document: always invalidate.
+    catalog_cache.invalidate(after["serverId"])
 
 
 def _audit_view(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -383,3 +393,34 @@ async def tool_history(*, user: UserContext, tool_id: str, page: int, per_page: 
         .to_list()
     )
     return VersionPage(items=items, total=total, page=page, per_page=per_page)
+
+
+async def usable_server_tools(*, user: UserContext, server_id: str) -> list[dict[str, Any]]:
+    """The tools of one server ``user`` may use, in MCP's native shape, from the catalog.
+
+    Exposed tools (active + selected, server enabled) that ``tool_allowed_for`` admits, sorted
+    by name: ``name``, ``description``, ``inputSchema`` (plus ``title``, ``outputSchema`` and
+    ``annotations`` when known). NotFoundError when the caller cannot see the server.
+    """
+    access = await server_access(user, parse_id(server_id, message="Server not found"))
+    if not server_exposes_tools(access.status):
+        return []
+    cursor = (
+        Tool.get_pymongo_collection()
+        .find({"serverId": access.server_id, **EXPOSED_FILTER})
+        .sort("name", 1)
+    )
+    tools: list[dict[str, Any]] = []
+    async for document in cursor:
+        if not can_use_tool(user, document, access):
+            continue
+        entry: dict[str, Any] = {
+            "name": document["name"],
+            "description": document.get("description"),
+            "inputSchema": document.get("inputSchema") or {"type": "object"},
+        }
+        for key in ("title", "outputSchema", "annotations"):
+            if document.get(key) is not None:
+                entry[key] = document[key]
+        tools.append(entry)
+    return tools

@@ -32,7 +32,7 @@ Operations = tuple[dict[str, Any], dict[str, str]]
 
 
 def collection() -> AsyncCollection[dict[str, Any]]:
-    collection: AsyncCollection[dict[str, Any]] = MCPServer.get_pymongocollection()
+    collection: AsyncCollection[dict[str, Any]] = MCPServer.get_pymongo_collection()
     return collection
 
 

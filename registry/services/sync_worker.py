@@ -241,9 +241,7 @@ class SyncWorker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # task boundary: nobody awaits this task
-            log.error(
-                "sync_bookkeeping_failed", server_id=str(schedule["serverId"]), exc_info=exc
-            )
+            log.error("sync_bookkeeping_failed", server_id=str(schedule["serverId"]), exc_info=exc)
 
     async def _sync_and_record(self, schedule: dict[str, Any], trigger: SyncTrigger) -> None:
         server_id: ObjectId = schedule["serverId"]

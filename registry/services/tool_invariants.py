@@ -11,15 +11,17 @@ A ``stale`` tool (gone upstream) can only be unselected by people; the sync puts
 
 from __future__ import annotations
 
-from typing import Any
-
-from packages.models.tools import ExposureState, RegistrationState
+from packages.models.tools import (
+    EXPOSED_FILTER,
+    ExposureState,
+    RegistrationState,
+    is_exposed_state,
+)
 from registry.errors import ConflictError, InvariantError
 
-INACTIVE_SERVER_STATUSES = frozenset({"inactive"})
+__all__ = ["EXPOSED_FILTER", "check_tool_change", "is_exposed", "server_exposes_tools"]
 
-# The stored tools a running server exposes (combine with its serverId).
-EXPOSED_FILTER: dict[str, Any] = {"exposureState": "active", "registrationState": "selected"}
+INACTIVE_SERVER_STATUSES = frozenset({"inactive"})
 
 
 def server_exposes_tools(server_status: str | None) -> bool:
@@ -35,9 +37,7 @@ def is_exposed(
     *, exposure: ExposureState, registration: RegistrationState, server_status: str | None
 ) -> bool:
     """Whether a tool in these states is offered to clients."""
-    return (
-        exposure == "active" and registration == "selected" and server_exposes_tools(server_status)
-    )
+    return is_exposed_state(exposure, registration) and server_exposes_tools(server_status)
 
 
 def check_tool_change(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,7 +20,14 @@ _INT64 = 2**63
 
 
 def _in_future(value: datetime | None) -> datetime | None:
-    if value is not None and value <= datetime.now(UTC):
+    if value is None:
+        return None
+    try:
+        # Stored in UTC; e.g. 9999-12-31T23:00-05:00 has no UTC equivalent.
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if value <= datetime.now(UTC):
         raise ValueError("must be in the future")
     return value
 
@@ -49,6 +57,8 @@ def _check_storable(value: Any) -> None:
         _utf8(value)
     elif isinstance(value, int) and not -_INT64 <= value < _INT64:
         raise ValueError("metadata integers must fit in 64 bits")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("metadata numbers must be finite")
 
 
 def _storable_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -66,9 +66,7 @@ async def test_private_server_of_another_user_is_not_found(
     upstream = upstream_factory()
     owner = gateway_service.caller()
     other = gateway_service.caller()
-    await gateway_service.add_server(
-        "mine", upstream.url, scope="private_user", author=owner.id
-    )
+    await gateway_service.add_server("mine", upstream.url, scope="private_user", author=owner.id)
 
     denied = await raw_initialize(gateway_service.url("mine"), other.headers)
     allowed = await raw_initialize(gateway_service.url("mine"), owner.headers)
@@ -153,9 +151,7 @@ async def test_user_credential_missing_then_used(
     gateway_service: GatewayService, upstream_factory: UpstreamFactory
 ) -> None:
     upstream = upstream_factory(auth="bearer", api_key="alice-key-123")
-    await gateway_service.add_server(
-        "peruser", upstream.url, scope="shared_user", api_key=USER_KEY
-    )
+    await gateway_service.add_server("peruser", upstream.url, scope="shared_user", api_key=USER_KEY)
     alice, bob = gateway_service.caller(), gateway_service.caller()
     await gateway_service.store_api_key(alice, "peruser", "alice-key-123")
 
@@ -169,9 +165,7 @@ async def test_user_credential_missing_then_used(
     )
     assert text_of(echoed.content[0]) == "through"
     assert upstream.requests_seen
-    assert all(
-        seen["authorization"] == "Bearer alice-key-123" for seen in upstream.requests_seen
-    )
+    assert all(seen["authorization"] == "Bearer alice-key-123" for seen in upstream.requests_seen)
 
 
 async def test_concurrent_users_get_their_own_credentials(

@@ -17,11 +17,13 @@ from typing import Any
 
 import httpx
 import schemathesis
+from bson import ObjectId
 from httpx import AsyncClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from schemathesis.core.result import Err
+from schemathesis.core.result import Err, Ok
 
+from packages.models import MCPServer
 from registry.config import Settings
 from tests.conftest import make_settings
 from tests.factories import make_caller
@@ -80,6 +82,7 @@ def _run_operation(
     mode: schemathesis.GenerationMode,
     send: Callable[[str, dict[str, Any]], httpx.Response],
     headers: dict[str, str],
+    path_parameters: dict[str, str] | None = None,
 ) -> str | None:
     """Run Hypothesis over one operation; the first problem found (after shrinking) or None."""
     found: list[str] = []
@@ -91,7 +94,7 @@ def _run_operation(
         derandomize=True,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy(generation_mode=mode))
+    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
     def check(case: Any) -> None:
         request = _to_httpx(case.as_transport_kwargs(base_url=BASE_URL, headers=headers))
         response = send(f"{operation.method.upper()} {operation.path}", request)
@@ -110,6 +113,24 @@ def _run_operation(
     return None
 
 
+async def _seed_server(settings: Settings, author: str) -> ObjectId:
+    """A shared server pointing at a closed local port (discovery fails fast)."""
+    server = MCPServer.model_validate(
+        {
+            "serverName": "fuzzseed",
+            "config": {"type": "streamable-http", "url": "http://127.0.0.1:9/mcp", "title": "Fuzz"},
+            "author": ObjectId(author),
+            "scope": "shared_app",
+            "status": "active",
+            "path": "/mcp/fuzzseed",
+            "__v": 0,
+        }
+    )
+    await server.insert()
+    assert server.id is not None
+    return server.id
+
+
 async def test_openapi_operations_never_answer_5xx(
     mongo_uri: str, db_name: str, tmp_path: Any
 ) -> None:
@@ -123,6 +144,7 @@ async def test_openapi_operations_never_answer_5xx(
         # A 500 is reported as a finding, not raised out of the transport.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            server_id = str(await _seed_server(app_settings, admin.id))
             spec = (await client.get("/openapi.json")).json()
             schema = schemathesis.openapi.from_dict(spec)
 
@@ -147,6 +169,23 @@ async def test_openapi_operations_never_answer_5xx(
                         problem = _run_operation(operation, mode, send, admin.headers)
                         if problem is not None:
                             problems.append(f"[{mode.value}] {problem}")
+                # Random ids only reach 404s; run the server operations again on a real one.
+                # DELETE goes last so the others still find the server.
+                pinned = [
+                    result.ok()
+                    for result in schema.get_all_operations()
+                    if isinstance(result, Ok) and "{server_id}" in result.ok().path
+                ]
+                for operation in sorted(pinned, key=lambda op: op.method.upper() == "DELETE"):
+                    problem = _run_operation(
+                        operation,
+                        schemathesis.GenerationMode.POSITIVE,
+                        send,
+                        admin.headers,
+                        path_parameters={"server_id": server_id},
+                    )
+                    if problem is not None:
+                        problems.append(f"[seeded server] {problem}")
                 return operations, problems
 
             operations, problems = await asyncio.to_thread(fuzz)
@@ -156,4 +195,5 @@ async def test_openapi_operations_never_answer_5xx(
     # The token is accepted: admin-only reads answer 200, so the run is not 401s throughout.
     assert 200 in statuses["GET /api/v1/servers/stats"]
     assert 200 in statuses["GET /api/v1/audit-logs"]
-    print({name: sorted(codes) for name, codes in sorted(statuses.items())})
+    # The seeded server was reached (not only 404s for random ids).
+    assert 200 in statuses["GET /api/v1/servers/{server_id}"]

@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from httpx import AsyncClient
+from structlog.testing import capture_logs
 
 from packages.database.connection import MongoClient
 from packages.database.encryption import decrypt_value
 from registry.config import Settings
+from registry.metrics import REGISTRY
 from tests.factories import Caller, make_caller
 from tests.integration.api.server_data import (
     ENCRYPT_V2,
@@ -542,3 +544,21 @@ async def test_list_servers_author_filter_forbidden_for_users(
 
     assert response.status_code == 403
     assert response.json()["message"] == "Only admins can filter by author"
+
+
+async def test_register_server_counts_operation_and_logs_without_secret(
+    client: AsyncClient, admin: Caller
+) -> None:
+    labels = {"operation": "register", "status": "error"}
+    before = REGISTRY.get_sample_value("mcp_server_operations_total", labels) or 0.0
+
+    with capture_logs() as logs:
+        created = await create(client, admin, secret_body("counted"))
+
+    after = REGISTRY.get_sample_value("mcp_server_operations_total", labels)
+    assert after == before + 1  # discovery failed: the upstream is unreachable
+    registered = [entry for entry in logs if entry["event"] == "server_registered"]
+    assert len(registered) == 1
+    assert registered[0]["server_id"] == created["id"]
+    assert registered[0]["status"] == "error"
+    assert API_KEY not in str(logs) and CLIENT_SECRET not in str(logs)

@@ -175,6 +175,9 @@ async def test_create_token_invalid_input_is_rejected(
     raw_bodies = [
         b'{"type": "oauth_access", "identifier": "github", "token": "\\ud800"}',
         b'{"type": "oauth_access", "identifier": "\\ud800", "token": "x"}',
+        b'{"type": "api_key", "identifier": "a", "token": "x", "metadata": {"n": Infinity}}',
+        b'{"type": "api_key", "identifier": "a", "token": "x",'
+        b' "expires_at": "9999-12-31T23:59:59-12:00"}',
     ]
     for content in raw_bodies:
         response = await client.post(

@@ -37,7 +37,7 @@ async def test_sync_new_server_adds_selected_active_tools(app: FastAPI) -> None:
     assert len(added.discovery_hash) == 64
     assert added.last_discovered_at is not None
     document = await raw_server(server)
-    assert document["config"]["tools"] == "add, delete_user, get_user"
+    assert document["config"]["tools"] == "add,delete_user,get_user"
     assert document["numTools"] == 3
     assert document["config"]["toolFunctions"]["add_mcp_alpha"] == {
         "type": "function",

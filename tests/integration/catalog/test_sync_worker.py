@@ -194,6 +194,7 @@ async def test_request_sync_runs_promptly_with_trigger(
     worker = make_worker(settings, sync, clock)
     server = await insert_server(name="changing")
 
+    assert server.id is not None
     worker.request_sync(server.id, "list_changed")
 
     await wait_until(lambda: len(sync.calls) == 1)

@@ -11,6 +11,7 @@ from httpx import AsyncClient
 from packages.models.audit import AuditLog
 from packages.models.tools import Tool
 from registry.config import Settings
+from registry.services import catalog_cache
 from registry.services.catalog_sync import sync_server_tools
 from tests.factories import Caller, make_caller
 from tests.integration.catalog.helpers import insert_server, raw_server, stored_tool, tool
@@ -405,3 +406,24 @@ async def test_patch_unknown_field_rejected(
 
     assert response.status_code == 422
     assert response.json()["error"] == "validation_error"
+
+
+async def test_patch_roles_invalidates_gateway_caches(
+    app: FastAPI, client: AsyncClient, settings: Settings
+) -> None:
+    """Roles and groups never show in the server document, yet cached tool sets must drop."""
+    data = await seed(settings)
+    invoice = await stored_tool(data["erp"], "get_invoice")
+    seen: list[str | None] = []
+    catalog_cache.add_listener(seen.append)
+    try:
+        response = await client.patch(
+            f"/api/v1/tools/{invoice.id}",
+            headers=data["admin"].headers,
+            json={"allowedRoles": ["admin"]},
+        )
+    finally:
+        catalog_cache.remove_listener(seen.append)
+
+    assert response.status_code == 200
+    assert str(data["erp"].id) in seen

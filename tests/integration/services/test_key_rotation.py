@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from packages.database.connection import MongoClient
 from packages.database.encryption import EncryptionService
+from registry.bootstrap import ConfigurationError
 from registry.cli import build_parser
 from registry.commands.rotate_creds import run_rotation
 from registry.config import Settings
@@ -254,3 +255,18 @@ def test_rotate_creds_is_registered_in_cli() -> None:
     assert (args.new_key, args.new_iv, args.dry_run, args.batch_size) == (NEW_KEY, None, True, 5)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["rotate-creds", "--new-key", NEW_KEY, "--batch-size", "0"])
+
+
+async def test_run_rotation_malformed_new_key_is_refused_before_connecting(
+    settings: Settings,
+) -> None:
+    with pytest.raises(ConfigurationError, match="--new-key must be 64 hexadecimal"):
+        await run_rotation(
+            settings=settings, new_key_hex="zz", new_iv_hex=None, dry_run=True, batch_size=1,
+            out=io.StringIO(),
+        )  # fmt: skip
+    with pytest.raises(ConfigurationError, match="--new-iv must be 32 hexadecimal"):
+        await run_rotation(
+            settings=settings, new_key_hex=NEW_KEY, new_iv_hex="00", dry_run=True, batch_size=1,
+            out=io.StringIO(),
+        )  # fmt: skip

@@ -13,7 +13,15 @@ from registry.services.catalog_metadata import (
 
 @pytest.mark.parametrize(
     "name",
-    ["get_user", "list_repos", "search_code", "read_file", "describe_table", "GET_x", "get-invoice"],
+    [
+        "get_user",
+        "list_repos",
+        "search_code",
+        "read_file",
+        "describe_table",
+        "GET_x",
+        "get-invoice",
+    ],
 )
 def test_heuristic_read_only_prefixes(name: str) -> None:
     assert heuristic_metadata(name) == {"read_only": True}

@@ -1,0 +1,66 @@
+"""Legacy HTTP+SSE upstreams, bridged to Streamable HTTP clients."""
+
+from __future__ import annotations
+
+import pytest
+from mcp.types import TextContent
+
+from tests.e2e.gateway.conftest import GatewayService, mcp_client
+from tests.support import DEFAULT_TOOLS
+from tests.support.fixtures import UpstreamFactory
+
+pytestmark = pytest.mark.e2e
+
+KEY = "sk-sse-0123456789"
+
+
+def text_of(content: object) -> str:
+    assert isinstance(content, TextContent)
+    return content.text
+
+
+async def test_sse_upstream_round_trip_with_key(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    upstream = upstream_factory(transport="sse", auth="custom", api_key=KEY, custom_header="X-Key")
+    await gateway_service.add_server(
+        "legacy",
+        upstream.url,
+        transport="sse",
+        api_key={
+            "key": KEY,
+            "source": "admin",
+            "authorization_type": "custom",
+            "custom_header": "X-Key",
+        },
+    )
+    caller = gateway_service.caller()
+
+    async with mcp_client(gateway_service.url("legacy"), caller) as session:
+        listed = await session.list_tools()
+        echoed = await session.call_tool("echo", {"text": "bridged"})
+        header = await session.call_tool("get_secret_header", {})
+        added = await session.call_tool("add", {"a": 1, "b": 2})
+
+    assert {tool.name for tool in listed.tools} == set(DEFAULT_TOOLS)
+    assert text_of(echoed.content[0]) == "bridged"
+    assert text_of(header.content[0]) == "x-key"
+    assert text_of(added.content[0]) == "3"
+    assert all(seen["x-key"] == KEY for seen in upstream.requests_seen)
+    assert all(caller.token not in " ".join(seen.values()) for seen in upstream.requests_seen)
+
+
+async def test_sse_upstream_restart_reinitializes(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    upstream = upstream_factory(transport="sse")
+    await gateway_service.add_server("phoenix", upstream.url, transport="sse")
+
+    async with mcp_client(gateway_service.url("phoenix"), gateway_service.caller()) as session:
+        await session.call_tool("echo", {"text": "one"})
+        upstream.restart()
+        again = await session.call_tool("echo", {"text": "two"})
+
+    assert text_of(again.content[0]) == "two"
+    streams = [seen for seen in upstream.requests_seen if seen.get("accept") == "text/event-stream"]
+    assert len(streams) == 2
