@@ -31,6 +31,7 @@ from registry.db import init_database
 from registry.gateway.asgi import install_gateway
 from registry.runtime import Runtime
 from registry.services.sync_worker import start_sync_worker, stop_sync_worker
+from registry.services.tokens import find_user_credential
 
 log = structlog.get_logger("registry.app")
 
@@ -163,6 +164,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(api_router)
-    install_gateway(app)
+    install_gateway(app, credential_finder=find_user_credential)
     app.include_router(metrics_router)
     return app

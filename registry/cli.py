@@ -115,4 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module: subcommands register into registry.cli, not into
+    # this __main__ copy of it.
+    from registry.cli import main as registered_main
+
+    sys.exit(registered_main())

@@ -82,7 +82,7 @@ class StaleUpdateError(ConflictError):
 
     def extra_body(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
-            return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
+            return value.isoformat().replace("+00:00", "Z") if value else None
 
         return {
             "current_updated_at": iso(self.current_updated_at),

@@ -20,6 +20,9 @@ log = structlog.get_logger("registry.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
+# The gateway logs one line per MCP call and keeps its own per-server metrics; the access log
+# and histogram here would only double the per-call cost on its hot path.
+_GATEWAY_PREFIX = "/mcp"
 
 
 class RequestContextMiddleware:
@@ -46,6 +49,10 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        path: str = scope["path"]
+        if path == _GATEWAY_PREFIX or path.startswith(_GATEWAY_PREFIX + "/"):
+            await self.app(scope, receive, send_with_request_id)
+            return
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
@@ -74,4 +81,10 @@ def _incoming_request_id(scope: Scope) -> str | None:
 def _route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    if not isinstance(path, str):
+        return "unmatched"
+    # FastAPI keeps the original route object of an included router, whose path lacks the
+    # prefix it was included with (/api/v1); the include context carries that prefix.
+    included = scope.get("fastapi", {}).get("included_router")
+    prefix = getattr(getattr(included, "include_context", None), "prefix", "")
+    return f"{prefix}{path}" if isinstance(prefix, str) else path

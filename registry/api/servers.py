@@ -84,6 +84,7 @@ async def register_server(
         principal=principal,
         fields=body.to_fields(),
         discovery_timeout_seconds=runtime.settings.discovery_timeout_seconds,
+        default_tool_exposure=runtime.settings.default_tool_exposure,
     )
     return ServerPublic.from_document(server, states=runtime.connection_states)
 
@@ -168,6 +169,7 @@ async def get_server_tools(
         server_id=server_id,
         refresh=refresh,
         discovery_timeout_seconds=runtime.settings.discovery_timeout_seconds,
+        default_tool_exposure=runtime.settings.default_tool_exposure,
     )
     return ServerToolsResponse.build(result.server, tools=result.tools, cached=result.cached)
 
@@ -185,5 +187,6 @@ async def refresh_server(
         principal=principal,
         server_id=server_id,
         discovery_timeout_seconds=runtime.settings.discovery_timeout_seconds,
+        default_tool_exposure=runtime.settings.default_tool_exposure,
     )
     return RefreshResponse.build(server, succeeded=outcome.succeeded)

@@ -14,10 +14,13 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
-from registry.gateway.credentials import CredentialResolver
+from registry.gateway.catalog import ToolCatalog
+from registry.gateway.combined import CombinedServer
+from registry.gateway.credentials import CredentialFinder, CredentialResolver
 from registry.gateway.events import ServerEvents
 from registry.gateway.gateway import Gateway
 from registry.gateway.lookup import ServerLookup
+from registry.gateway.policy import ToolPolicy
 from registry.gateway.principals import PrincipalCache
 from registry.gateway.relay import Relay
 from registry.gateway.responses import send_api_error
@@ -35,10 +38,13 @@ def _close_session(session: GatewaySession) -> None:
 
 
 class GatewayApp:
-    """``/mcp/{name}`` → ``Gateway.handle``; 503 until the service has started."""
+    """``/mcp/{name}`` → ``Gateway.handle``, ``/mcp`` → the combined server; 503 until the
+    service has started."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, credential_finder: CredentialFinder) -> None:
         self.gateway: Gateway | None = None
+        self.combined: CombinedServer | None = None
+        self.credential_finder = credential_finder
         self._sweeper: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,6 +65,10 @@ class GatewayApp:
                 message="The gateway is starting",
                 request_id=request_id,
             )
+            return
+        if not name and self.combined is not None:
+            # ``/mcp`` itself: the combined server (docs/catalog.md).
+            await self.combined.handle(scope, receive, send)
             return
         if not name or "/" in name:
             await send_api_error(
@@ -82,7 +92,7 @@ class GatewayApp:
                 ttl_seconds=settings.gateway_server_cache_seconds,
                 default_timeout_seconds=settings.upstream_timeout_seconds,
             ),
-            credentials=CredentialResolver(),
+            credentials=CredentialResolver(finder=self.credential_finder),
             sessions=SessionStore(
                 maxsize=settings.gateway_max_sessions,
                 idle_seconds=settings.gateway_session_idle_seconds,
@@ -94,12 +104,26 @@ class GatewayApp:
                 error_threshold=settings.gateway_error_threshold,
             ),
             relay=relay,
+            tool_policy=ToolPolicy(
+                catalog=ToolCatalog(runtime.database),
+                database=runtime.database,
+                # Published by the sync worker's startup hook (registry.services.sync_worker).
+                request_sync=lambda: runtime.extras.get("request_sync"),
+                uncatalogued_passthrough=settings.default_tool_exposure == "active",
+            ),
+        )
+        self.combined = CombinedServer(
+            self.gateway,
+            database=runtime.database,
+            idle_seconds=settings.gateway_session_idle_seconds,
+            maxsize=settings.gateway_max_sessions,
         )
         runtime.extras[EXTRAS_KEY] = self.gateway
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def stop(self, runtime: Runtime) -> None:
         gateway, self.gateway = self.gateway, None
+        self.combined = None
         runtime.extras.pop(EXTRAS_KEY, None)
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -108,6 +132,8 @@ class GatewayApp:
         if gateway is not None:
             gateway.sessions.clear()
             await gateway.events.drain()
+            if gateway.tool_policy is not None:
+                await gateway.tool_policy.drain()
             await gateway.relay.close()
 
     async def _sweep(self) -> None:
@@ -115,11 +141,17 @@ class GatewayApp:
             await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
             if self.gateway is not None:
                 self.gateway.sessions.sweep()
+            if self.combined is not None:
+                self.combined.sweep()
 
 
-def install_gateway(app: Starlette) -> GatewayApp:
-    """Mount the gateway at ``/mcp`` (first, so no API route is tried before it) with its hooks."""
-    gateway_app = GatewayApp()
+def install_gateway(app: Starlette, *, credential_finder: CredentialFinder) -> GatewayApp:
+    """Mount the gateway at ``/mcp`` (first, so no API route is tried before it) with its hooks.
+
+    ``credential_finder`` looks up a user's stored credential for a server; it is injected
+    because the tokens service owns that collection and the gateway must not import services.
+    """
+    gateway_app = GatewayApp(credential_finder=credential_finder)
     app.router.routes.insert(0, Mount("/mcp", app=gateway_app))
     app.state.startup_hooks.append(gateway_app.start)
     app.state.shutdown_hooks.append(gateway_app.stop)

@@ -78,6 +78,7 @@ def open_bridge(
         timeout_seconds=server.timeout_seconds,
         server_name=server.name,
         outbox=upstream.outbox,
+        on_tools_changed=lambda: gw.tools_changed(server),
     )
 
 

@@ -46,14 +46,6 @@ class UserCredentialLike(Protocol):
 CredentialFinder = Callable[..., Awaitable[UserCredentialLike | None]]
 
 
-def _default_finder() -> CredentialFinder:
-    # The tokens service owns the ``tokens`` collection; the gateway reads it through that
-    # service's one lookup function instead of querying the collection itself.
-    from registry.services.tokens import find_user_credential
-
-    return find_user_credential
-
-
 def missing_credential_message(server: ResolvedServer) -> str:
     if server.uses_oauth:
         return (
@@ -74,7 +66,7 @@ class CredentialResolver:
 
     def __init__(
         self,
-        finder: CredentialFinder | None = None,
+        finder: CredentialFinder,
         *,
         ttl_seconds: float = USER_CREDENTIAL_TTL_SECONDS,
     ) -> None:
@@ -115,8 +107,7 @@ class CredentialResolver:
                 "MongoDB ObjectId, so no credential can be stored for it",
                 outcome="credential_required",
             )
-        finder = self._finder or _default_finder()
-        credential = await finder(
+        credential = await self._finder(
             user_id=ObjectId(owner), server_name=server.name, now=datetime.now(UTC)
         )
         if credential is None:

@@ -61,6 +61,7 @@ class Gateway:
         sessions: SessionStore,
         events: ServerEvents,
         relay: Relay,
+        tool_policy: policy.ToolPolicy | None = None,
     ) -> None:
         self.principals = principals
         self.lookup = lookup
@@ -68,12 +69,18 @@ class Gateway:
         self.sessions = sessions
         self.events = events
         self.relay = relay
-        self.streams = StreamRelay(relay=relay, sessions=sessions)
+        self.tool_policy = tool_policy
+        """The tool catalog's rules (docs/catalog.md); None relays every tool."""
+        relay.on_tools_changed = self.tools_changed
+        self.streams = StreamRelay(
+            relay=relay, sessions=sessions, on_tools_changed=self.tools_changed
+        )
 
     # -- entry -----------------------------------------------------------------------------
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         headers = dict(scope["headers"])
+        policy.bind(self.tool_policy)
         try:
             user = self.principals.authenticate(headers.get(b"authorization"))
             server = await self.authorize(user, name)
@@ -219,6 +226,13 @@ class Gateway:
             denial = await policy.tool_denial(user=user, server=server, tool=message.tool)
             if denial is not None:
                 raise RpcError(TOOL_NOT_ALLOWED, denial, outcome="denied")
+            params = message.body.get("params")
+            await policy.check_arguments(
+                user=user,
+                server=server,
+                tool=message.tool,
+                arguments=params.get("arguments") if isinstance(params, dict) else None,
+            )
         user_key = user.user_id if server.credential_mode == "user" else None
         if server.transport == "sse":
             return await exchange_bridged(
@@ -244,6 +258,11 @@ class Gateway:
             upstream_headers=upstream_headers,
             user_key=user_key,
         )
+
+    def tools_changed(self, server: ResolvedServer) -> None:
+        """The upstream sent ``notifications/tools/list_changed``: re-sync its catalog soon."""
+        if self.tool_policy is not None:
+            self.tool_policy.tools_changed(server, reason=policy.LIST_CHANGED_REASON)
 
     def tools_filter(self, user: UserContext, server: ResolvedServer) -> Any:
         async def apply(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from registry.gateway.jsonrpc import (
     sse_event,
 )
 from registry.gateway.lookup import ResolvedServer
+from registry.gateway.policy import ListChangedScanner
 from registry.gateway.responses import EVENT_STREAM, JSON, StreamWriter, send_bytes
 from registry.gateway.sessions import UpstreamSession
 from registry.gateway.sse import SseParser
@@ -90,6 +91,8 @@ class Relay:
         self._max_per_host = max_per_host
         self.calls: aiohttp.ClientSession | None = None
         self.streams: aiohttp.ClientSession | None = None
+        self.on_tools_changed: Callable[[ResolvedServer], None] | None = None
+        """Called when a relayed stream carries ``notifications/tools/list_changed``."""
 
     async def start(self) -> None:
         # Short keep-alive: common upstream servers (uvicorn: 5 s) close idle connections
@@ -208,8 +211,11 @@ class Relay:
         await writer.start(status=response.status, content_type=content_type, headers=extra_headers)
         answered = False
         failure: RpcError | None = None
+        scanner = ListChangedScanner()
         try:
             async for chunk in response.content.iter_any():
+                if scanner.feed(chunk) and self.on_tools_changed is not None:
+                    self.on_tools_changed(server)
                 answered = answered or b"data:" in chunk
                 await writer.chunk(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -57,8 +58,10 @@ class SseBridge:
         timeout_seconds: float,
         server_name: str,
         outbox: asyncio.Queue[bytes],
+        on_tools_changed: Callable[[], None] | None = None,
     ) -> None:
         self._http = http
+        self._on_tools_changed = on_tools_changed
         self._url = url
         self._headers = headers
         self._timeout = timeout_seconds
@@ -224,6 +227,12 @@ class SseBridge:
             if future is not None and not future.done():
                 future.set_result(data)
                 return
+        if (
+            isinstance(message, dict)
+            and message.get("method") == "notifications/tools/list_changed"
+            and self._on_tools_changed is not None
+        ):
+            self._on_tools_changed()
         with contextlib.suppress(asyncio.QueueFull):
             # A client that never reads its GET stream loses notifications, not memory.
             self.outbox.put_nowait(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import aiohttp
 import structlog
@@ -12,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 from registry.errors import ConflictError, UpstreamError
 from registry.gateway.jsonrpc import sse_event
 from registry.gateway.lookup import ResolvedServer
+from registry.gateway.policy import ListChangedScanner
 from registry.gateway.relay import Relay
 from registry.gateway.responses import EVENT_STREAM, StreamWriter, send_bytes
 from registry.gateway.sessions import GatewaySession, SessionStore
@@ -24,9 +26,16 @@ _FORWARDED = (b"accept", b"mcp-protocol-version", b"last-event-id")
 
 
 class StreamRelay:
-    def __init__(self, *, relay: Relay, sessions: SessionStore) -> None:
+    def __init__(
+        self,
+        *,
+        relay: Relay,
+        sessions: SessionStore,
+        on_tools_changed: Callable[[ResolvedServer], None] | None = None,
+    ) -> None:
         self.relay = relay
         self.sessions = sessions
+        self.on_tools_changed = on_tools_changed
 
     async def get(
         self,
@@ -108,8 +117,11 @@ class StreamRelay:
                 content_type=response.headers.get("content-type", "").encode(),
                 headers=[],
             )
+            scanner = ListChangedScanner()
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async for chunk in response.content.iter_any():
+                    if scanner.feed(chunk) and self.on_tools_changed is not None:
+                        self.on_tools_changed(server)
                     await writer.chunk(chunk)
             await writer.end()
         finally:

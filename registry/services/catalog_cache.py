@@ -1,8 +1,9 @@
 """Invalidation signal for caches derived from the catalog (the gateway's exposed-tool sets).
 
-Every change of a server's exposed tools calls ``invalidate(server_id)``: it bumps a
-process-wide version counter and notifies the registered listeners. Caches in other processes
-(other replicas) rely on their short TTL instead (docs/catalog.md).
+Every catalog change calls ``invalidate(server_id)``: it bumps a process-wide version counter,
+drops the gateway's cached tool sets (``registry.gateway.catalog.invalidate_catalogs``) and
+notifies the registered listeners. Caches in other processes (other replicas) rely on their
+short TTL instead (docs/catalog.md).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bson import ObjectId
+
+from registry.gateway.catalog import invalidate_catalogs
 
 Listener = Callable[[str | None], None]
 
@@ -38,5 +41,6 @@ def invalidate(server_id: ObjectId | str | None = None) -> None:
     global _version
     _version += 1
     key = str(server_id) if server_id is not None else None
+    invalidate_catalogs(key)
     for listener in list(_listeners):
         listener(key)

@@ -124,11 +124,15 @@ async def discover_tools(
     if transport is None or not url:
         raise UpstreamError("Only streamable-http and sse servers can be synchronised")
     headers = await discovery_headers(server, user_id=user_id)
+    timeout_seconds = settings.discovery_timeout_seconds
+    if config.init_timeout:
+        # As registration does (registry.services.discovery): initTimeout (ms) may shorten it.
+        timeout_seconds = min(timeout_seconds, config.init_timeout / 1000)
     result = await discover(
         url=url,
         transport="sse" if transport == "sse" else "streamable-http",
         headers=headers,
-        timeout_seconds=settings.discovery_timeout_seconds,
+        timeout_seconds=timeout_seconds,
     )
     return result.tools
 

@@ -15,6 +15,8 @@ not disabled): the external app reads those fields.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +46,7 @@ from registry.services.tool_invariants import EXPOSED_FILTER, server_exposes_too
 log = structlog.get_logger("registry.catalog")
 
 SYNC_ACTOR = "sync"
+_exposure_locks: weakref.WeakValueDictionary[ObjectId, asyncio.Lock] = weakref.WeakValueDictionary()
 # As registration writes it (registry.services.discovery): the external app's own documents
 # join tool names with "," and readers split on "," and strip.
 TOOLS_SEPARATOR = ","
@@ -403,13 +406,28 @@ async def refresh_server_exposure(*, server_id: ObjectId) -> list[str]:
     """Recompute the server document's ``config.tools``/``toolFunctions``/``numTools``.
 
     Only exposed tools count (active + selected, server not disabled). Writes only when they
-    differ, with a compare-and-set on ``updatedAt`` (the server is read before its tools, so a
-    concurrent catalog change always leads to a later recompute that sees it). Returns the
-    exposed tool names; an unknown server gives an empty list.
+    differ, as a compare-and-set on the three fields' stored values (the server is read before
+    its tools, so a concurrent catalog change always leads to a later recompute that sees it);
+    recomputes of one server are also serialised within this process. ``updatedAt`` is left
+    alone: it versions the server's configuration, which people edit with optimistic
+    concurrency, and a background tool change must not turn their next PATCH into a 409.
+    Returns the exposed tool names; an unknown server gives an empty list.
     """
+    lock = _exposure_locks.setdefault(server_id, asyncio.Lock())
+    async with lock:
+        return await _refresh_exposure(server_id)
+
+
+async def _refresh_exposure(server_id: ObjectId) -> list[str]:
     servers = MCPServer.get_pymongo_collection()
     tools = Tool.get_pymongo_collection()
-    projection = {"serverName": 1, "status": 1, "updatedAt": 1, "config": 1, "numTools": 1}
+    projection = {
+        "serverName": 1,
+        "status": 1,
+        "config.tools": 1,
+        "config.toolFunctions": 1,
+        "numTools": 1,
+    }
     for _ in range(_CAS_ATTEMPTS):
         server = await servers.find_one({"_id": server_id}, projection=projection)
         if server is None:
@@ -425,7 +443,7 @@ async def refresh_server_exposure(*, server_id: ObjectId) -> list[str]:
                     {"serverId": server_id, **EXPOSED_FILTER},
                     projection={"name": 1, "description": 1, "inputSchema": 1},
                 )
-                .sort("name", 1)
+                .sort("_id", 1)  # discovery order, as registration stored it
                 .to_list()
             )
         names = [tool["name"] for tool in exposed]
@@ -443,10 +461,7 @@ async def refresh_server_exposure(*, server_id: ObjectId) -> list[str]:
         }
         if desired == current:
             return names
-        desired["updatedAt"] = next_updated_at(server.get("updatedAt"))
-        result = await servers.update_one(
-            {"_id": server_id, "updatedAt": server.get("updatedAt")}, {"$set": desired}
-        )
+        result = await servers.update_one({"_id": server_id, **current}, {"$set": desired})
         if result.matched_count:
             catalog_cache.invalidate(server_id)
             return names

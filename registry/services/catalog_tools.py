@@ -398,9 +398,10 @@ async def tool_history(*, user: UserContext, tool_id: str, page: int, per_page: 
 async def usable_server_tools(*, user: UserContext, server_id: str) -> list[dict[str, Any]]:
     """The tools of one server ``user`` may use, in MCP's native shape, from the catalog.
 
-    Exposed tools (active + selected, server enabled) that ``tool_allowed_for`` admits, sorted
-    by name: ``name``, ``description``, ``inputSchema`` (plus ``title``, ``outputSchema`` and
-    ``annotations`` when known). NotFoundError when the caller cannot see the server.
+    Exposed tools (active + selected, server enabled) that ``tool_allowed_for`` admits, in
+    discovery order: ``name``, ``description``, ``inputSchema`` (plus ``title``,
+    ``outputSchema`` and ``annotations`` when known). NotFoundError when the caller cannot see
+    the server.
     """
     access = await server_access(user, parse_id(server_id, message="Server not found"))
     if not server_exposes_tools(access.status):
@@ -408,7 +409,7 @@ async def usable_server_tools(*, user: UserContext, server_id: str) -> list[dict
     cursor = (
         Tool.get_pymongo_collection()
         .find({"serverId": access.server_id, **EXPOSED_FILTER})
-        .sort("name", 1)
+        .sort("_id", 1)
     )
     tools: list[dict[str, Any]] = []
     async for document in cursor:

@@ -17,6 +17,7 @@ from packages.database.encryption import EncryptionError, decrypt_value
 from packages.models import MCPServer
 from registry.errors import InvalidRequestError, UpstreamError
 from registry.gateway import (
+    DiscoveredTool,
     UpstreamTransport,
     build_auth_headers,
     discover,
@@ -44,14 +45,19 @@ class DiscoveryOutcome:
     num_tools: int = 0
     init_duration_ms: int | None = None
     error_message: str | None = None
+    discovered: tuple[DiscoveredTool, ...] = ()
+    """The tools as listed, for the tool catalog (``registry.services.catalog_sync``)."""
 
-    def updates(self, *, current_status: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+    def updates(
+        self, *, current_status: str | None, include_tools: bool = True
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         """Dotted ``$set``/``$unset`` paths that store this outcome.
 
         Success stores the discovery results, ``lastConnected`` and clears the error fields;
         the status becomes ``active`` unless the server was switched off (``inactive`` stays).
         Failure keeps the previous tool list and records ``status: error``, ``lastError`` and
-        ``errorMessage``.
+        ``errorMessage``. ``include_tools=False`` leaves ``config.tools``/``toolFunctions``/
+        ``numTools`` out: the tool catalog writes them (exposed tools only).
         """
         if not self.succeeded:
             return (
@@ -68,6 +74,9 @@ class DiscoveryOutcome:
             "lastConnected": self.at,
             "status": status,
         }
+        if not include_tools:
+            for path in ("config.tools", "config.toolFunctions", "numTools"):
+                del to_set[path]
         return to_set, {"lastError": "", "errorMessage": ""}
 
 
@@ -139,4 +148,5 @@ async def discover_server(server: MCPServer, *, timeout_seconds: float) -> Disco
         },
         num_tools=len(result.tools),
         init_duration_ms=result.init_duration_ms,
+        discovered=result.tools,
     )

@@ -20,6 +20,7 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from packages.models import MCPServer
+from packages.models.tools import ExposureState, SyncTrigger
 from registry.auth import UserContext
 from registry.auth.acl import (
     SERVER_NOT_FOUND,
@@ -35,13 +36,19 @@ from registry.errors import (
 from registry.gateway.connection_state import ConnectionStateStore
 from registry.metrics import SERVER_OPERATIONS
 from registry.services.audit import record_audit
+from registry.services.catalog_sync import (
+    forget_server,
+    record_failed_sync,
+    refresh_server_exposure,
+    sync_server_tools,
+)
+from registry.services.catalog_tools import usable_server_tools
 from registry.services.discovery import DiscoveryOutcome, discover_server
 from registry.services.server_documents import (
     CONNECTION_FIELDS,
     ServerFields,
     apply_dotted,
     default_path,
-    mcp_tools,
     new_document,
     snapshot,
     update_operations,
@@ -162,13 +169,50 @@ async def _prepare_registration(
         raise ConflictError(f"A server with this {field} already exists", resource="server")
     document = new_document(fields=fields, author=author, now=utcnow())
     outcome = await discover_server(as_server(document), timeout_seconds=timeout_seconds)
-    to_set, to_unset = outcome.updates(current_status="active")
+    to_set, to_unset = outcome.updates(current_status="active", include_tools=False)
     apply_dotted(document, to_set=to_set, to_unset=to_unset)
     return document, outcome
 
 
+async def _sync_catalog(
+    *,
+    oid: ObjectId,
+    outcome: DiscoveryOutcome,
+    trigger: SyncTrigger,
+    principal: UserContext,
+    default_tool_exposure: ExposureState,
+) -> dict[str, Any]:
+    """Feed a discovery outcome to the tool catalog, which writes the server's exposed
+    ``tools``/``toolFunctions``/``numTools``; the stored document afterwards."""
+    raw = await collection().find_one({"_id": oid})
+    if raw is None:
+        raise NotFoundError(SERVER_NOT_FOUND, resource="server", resource_id=str(oid))
+    server = as_server(raw)
+    if outcome.succeeded:
+        await sync_server_tools(
+            server=server,
+            discovered=outcome.discovered,
+            trigger=trigger,
+            actor_id=principal.user_id,
+            default_exposure=default_tool_exposure,
+        )
+    else:
+        await record_failed_sync(
+            server=server,
+            trigger=trigger,
+            actor_id=principal.user_id,
+            error=outcome.error_message or "Discovery failed",
+        )
+    latest = await collection().find_one({"_id": oid})
+    return dict(latest) if latest is not None else dict(raw)
+
+
 async def register_server(
-    *, principal: UserContext, fields: ServerFields, discovery_timeout_seconds: float
+    *,
+    principal: UserContext,
+    fields: ServerFields,
+    discovery_timeout_seconds: float,
+    default_tool_exposure: ExposureState = "active",
 ) -> MCPServer:
     """Create a server, discovering its tools first.
 
@@ -203,7 +247,14 @@ async def register_server(
         status=document["status"],
         num_tools=outcome.num_tools,
     )
-    return as_server(document)
+    stored = await _sync_catalog(
+        oid=result.inserted_id,
+        outcome=outcome,
+        trigger="register",
+        principal=principal,
+        default_tool_exposure=default_tool_exposure,
+    )
+    return as_server(stored)
 
 
 async def update_server(
@@ -265,6 +316,7 @@ async def delete_server(
         if result.deleted_count == 0:
             raise NotFoundError(SERVER_NOT_FOUND, resource="server", resource_id=server_id)
     states.forget_server(server_id)
+    await forget_server(server_id=oid)
     await record_audit(
         action="delete",
         entity_type="server",
@@ -286,6 +338,11 @@ async def toggle_server(*, principal: UserContext, server_id: str, enabled: bool
             action=Action.TOGGLE,
             build=lambda _stored: ({"status": status}, {}),
         )
+    # A disabled server exposes no tools; enabling it again restores its exposed tools.
+    await refresh_server_exposure(server_id=object_id(server_id))
+    latest = await collection().find_one({"_id": object_id(server_id)})
+    if latest is not None:
+        after = dict(latest)
     await record_audit(
         action="toggle",
         entity_type="server",
@@ -300,7 +357,11 @@ async def toggle_server(*, principal: UserContext, server_id: str, enabled: bool
 
 
 async def refresh_server(
-    *, principal: UserContext, server_id: str, discovery_timeout_seconds: float
+    *,
+    principal: UserContext,
+    server_id: str,
+    discovery_timeout_seconds: float,
+    default_tool_exposure: ExposureState = "active",
 ) -> tuple[MCPServer, DiscoveryOutcome]:
     """Re-discover a server's tools and store the outcome (success or error fields).
 
@@ -315,7 +376,16 @@ async def refresh_server(
             principal=principal,
             oid=oid,
             action=Action.REFRESH,
-            build=lambda stored: outcome.updates(current_status=stored.get("status")),
+            build=lambda stored: outcome.updates(
+                current_status=stored.get("status"), include_tools=False
+            ),
+        )
+        after = await _sync_catalog(
+            oid=oid,
+            outcome=outcome,
+            trigger="refresh",
+            principal=principal,
+            default_tool_exposure=default_tool_exposure,
         )
     await record_audit(
         action="refresh",
@@ -341,15 +411,18 @@ async def get_server_tools(
     server_id: str,
     refresh: bool = False,
     discovery_timeout_seconds: float,
+    default_tool_exposure: ExposureState = "active",
 ) -> ServerTools:
-    """The server's tools in MCP format from the database; with ``refresh`` re-discover first
-    (which needs the refresh permission)."""
+    """The server's tools the caller may use, in MCP format, from the tool catalog; with
+    ``refresh`` re-discover first (which needs the refresh permission)."""
     if refresh:
         server, _ = await refresh_server(
             principal=principal,
             server_id=server_id,
             discovery_timeout_seconds=discovery_timeout_seconds,
+            default_tool_exposure=default_tool_exposure,
         )
     else:
         server = await get_server(principal=principal, server_id=server_id)
-    return ServerTools(server=server, tools=mcp_tools(server), cached=not refresh)
+    tools = await usable_server_tools(user=principal, server_id=server_id)
+    return ServerTools(server=server, tools=tools, cached=not refresh)

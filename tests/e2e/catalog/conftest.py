@@ -8,9 +8,10 @@ import pytest
 
 from registry.config import Settings
 from tests.conftest import make_settings
+from tests.e2e.gateway.conftest import gateway_service
 from tests.support.fixtures import upstream_factory
 
-__all__ = ["upstream_factory"]
+__all__ = ["gateway_service", "upstream_factory"]
 
 
 @pytest.fixture

@@ -356,7 +356,9 @@ async def test_update_server_path_taken_conflicts(client: AsyncClient, user: Cal
     assert response.json()["message"] == "A server with this path already exists"
 
 
-@pytest.mark.parametrize("server_id", ["nope", "123", "zzzzzzzzzzzzzzzzzzzzzzzz", str(ObjectId())])
+@pytest.mark.parametrize(
+    "server_id", ["nope", "123", "zzzzzzzzzzzzzzzzzzzzzzzz", "6718a2c4e1f03b7d9c00ffff"]
+)
 async def test_get_server_malformed_or_unknown_id_not_found(
     client: AsyncClient, user: Caller, server_id: str
 ) -> None:

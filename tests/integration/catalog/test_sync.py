@@ -28,7 +28,7 @@ async def test_sync_new_server_adds_selected_active_tools(app: FastAPI) -> None:
         "stale": 0,
         "reactivated": 0,
     }
-    assert result.exposed_tools == ["add", "delete_user", "get_user"]
+    assert result.exposed_tools == ["get_user", "add", "delete_user"]
     added = await stored_tool(server, "get_user")
     assert added.exposure_state == "active"
     assert added.registration_state == "selected"
@@ -37,7 +37,7 @@ async def test_sync_new_server_adds_selected_active_tools(app: FastAPI) -> None:
     assert len(added.discovery_hash) == 64
     assert added.last_discovered_at is not None
     document = await raw_server(server)
-    assert document["config"]["tools"] == "add,delete_user,get_user"
+    assert document["config"]["tools"] == "get_user,add,delete_user"
     assert document["numTools"] == 3
     assert document["config"]["toolFunctions"]["add_mcp_alpha"] == {
         "type": "function",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -286,8 +287,10 @@ async def test_patch_stale_updated_at_conflicts(
     body = second.json()
     assert body["error"] == "conflict"
     assert body["message"] == "Tool was modified by another process"
-    assert body["current_updated_at"] == first.json()["updatedAt"].replace("+00:00", "Z")
-    assert body["provided_updated_at"] is not None
+    assert datetime.fromisoformat(body["current_updated_at"]) == datetime.fromisoformat(
+        first.json()["updatedAt"]
+    )
+    assert datetime.fromisoformat(body["provided_updated_at"]) == invoice.updated_at
     assert (await stored_tool(data["erp"], "get_invoice")).tags == ["billing"]
 
 

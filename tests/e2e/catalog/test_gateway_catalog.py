@@ -1,0 +1,258 @@
+"""Catalog governance through the gateway, with the real mcp client: /mcp/{server} and /mcp."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp.shared.exceptions import MCPError
+from mcp.types import TextContent
+
+from tests.e2e.gateway.conftest import GatewayService, mcp_client
+from tests.factories import Caller, make_caller
+from tests.support import DEFAULT_TOOLS
+from tests.support.fixtures import UpstreamFactory
+
+pytestmark = pytest.mark.e2e
+
+
+def text_of(content: object) -> str:
+    assert isinstance(content, TextContent)
+    return content.text
+
+
+async def api(
+    svc: GatewayService, method: str, path: str, caller: Caller | None = None, **kwargs: Any
+) -> httpx.Response:
+    headers = (caller or svc.admin).headers
+    async with httpx.AsyncClient(base_url=svc.base_url, headers=headers, timeout=10) as http:
+        return await http.request(method, path, **kwargs)
+
+
+async def catalogued(svc: GatewayService, name: str, url: str, **fields: Any) -> str:
+    """Insert a server and sync its catalog through the API; returns the server id."""
+    server_id = await svc.add_server(name, url, **fields)
+    response = await api(svc, "POST", f"/api/v1/sync/servers/{server_id}")
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"] == "success", response.json()
+    return server_id
+
+
+async def govern(svc: GatewayService, server_id: str, tool: str, body: dict[str, Any]) -> None:
+    listed = await api(
+        svc,
+        "GET",
+        "/api/v1/tools",
+        params={"server_id": server_id, "include_disabled": "true", "per_page": 100},
+    )
+    ids = {entry["name"]: entry["id"] for entry in listed.json()["tools"]}
+    response = await api(svc, "PATCH", f"/api/v1/tools/{ids[tool]}", json=body)
+    assert response.status_code == 200, response.text
+
+
+async def names_via(url: str, caller: Caller) -> set[str]:
+    async with mcp_client(url, caller) as session:
+        listed = await session.list_tools()
+    return {tool.name for tool in listed.tools}
+
+
+async def test_disabled_tool_hidden_and_call_refused_without_upstream(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    upstream = upstream_factory(name="alpha")
+    server_id = await catalogued(gateway_service, "alpha", upstream.url)
+    user = gateway_service.caller()
+    assert "echo" in await names_via(gateway_service.url("alpha"), user)
+
+    await govern(gateway_service, server_id, "echo", {"exposureState": "disabled"})
+
+    async with mcp_client(gateway_service.url("alpha"), user) as session:
+        listed = await session.list_tools()
+        before = len(upstream.requests)
+        with pytest.raises(MCPError) as refused:
+            await session.call_tool("echo", {"text": "hi"})
+        after = len(upstream.requests)
+        still = await session.call_tool("add", {"a": 1, "b": 2})
+    assert {tool.name for tool in listed.tools} == set(DEFAULT_TOOLS) - {"echo"}
+    assert refused.value.error.code == -32012
+    assert refused.value.error.message == "Tool 'echo' is not available on server 'alpha'"
+    assert after == before
+    assert text_of(still.content[0]) == "3"
+
+
+async def test_call_arguments_validated_against_stored_schema(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    upstream = upstream_factory(name="alpha")
+    await catalogued(gateway_service, "alpha", upstream.url)
+
+    async with mcp_client(gateway_service.url("alpha"), gateway_service.caller()) as session:
+        before = len(upstream.requests)
+        with pytest.raises(MCPError) as missing:
+            await session.call_tool("add", {"a": 1})
+        with pytest.raises(MCPError) as wrong:
+            await session.call_tool("add", {"a": "one", "b": 2})
+        after = len(upstream.requests)
+
+    assert missing.value.error.code == -32602
+    assert missing.value.error.message == (
+        "Invalid arguments for tool 'add': missing required field 'b'"
+    )
+    assert wrong.value.error.code == -32602
+    assert wrong.value.error.message == (
+        "Invalid arguments for tool 'add': field 'a' must be of type integer"
+    )
+    assert after == before
+
+
+async def test_human_approval_required_tool_refused(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    upstream = upstream_factory(name="alpha")
+    server_id = await catalogued(gateway_service, "alpha", upstream.url)
+    await govern(
+        gateway_service, server_id, "echo", {"metadata": {"human_approval_required": True}}
+    )
+
+    async with mcp_client(gateway_service.url("alpha"), gateway_service.caller()) as session:
+        with pytest.raises(MCPError) as refused:
+            await session.call_tool("echo", {"text": "hi"})
+
+    assert "requires human approval" in refused.value.error.message
+
+
+async def test_destructive_call_flagged_in_audit(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    upstream = upstream_factory(name="alpha")
+    await catalogued(gateway_service, "alpha", upstream.url)
+    user = gateway_service.caller()
+    audit = gateway_service.servers.database["audit_logs"]
+
+    async with mcp_client(gateway_service.url("alpha"), user) as session:
+        result = await session.call_tool("delete_everything", {})
+        await session.call_tool("echo", {"text": "harmless"})
+
+    assert text_of(result.content[0]) == "nothing was deleted"
+    found: list[dict[str, Any]] = []
+
+    async def poll() -> bool:
+        found[:] = await audit.find({"action": "tool_call_destructive"}).to_list()
+        return bool(found)
+
+    await wait_async(poll)
+    assert len(found) == 1
+    assert found[0]["user_id"] == user.id
+    assert found[0]["changes"]["after"] == {"server": "alpha", "tool": "delete_everything"}
+    assert "arguments" not in str(found[0])
+
+
+async def test_role_and_group_visibility_through_server_endpoint(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    upstream = upstream_factory(name="alpha")
+    server_id = await catalogued(gateway_service, "alpha", upstream.url)
+    await govern(gateway_service, server_id, "add", {"allowedGroups": ["finance"]})
+    await govern(gateway_service, server_id, "big_result", {"allowedRoles": ["admin"]})
+    settings = gateway_service.settings
+    finance = make_caller(settings, groups=("finance",))
+    plain = make_caller(settings)
+    admin = make_caller(settings, role="admin")
+    url = gateway_service.url("alpha")
+
+    assert await names_via(url, finance) == set(DEFAULT_TOOLS) - {"big_result"}
+    assert await names_via(url, plain) == set(DEFAULT_TOOLS) - {"big_result", "add"}
+    assert await names_via(url, admin) == set(DEFAULT_TOOLS)
+    async with mcp_client(url, plain) as session:
+        with pytest.raises(MCPError):
+            await session.call_tool("add", {"a": 1, "b": 2})
+    async with mcp_client(url, finance) as session:
+        added = await session.call_tool("add", {"a": 1, "b": 2})
+    assert text_of(added.content[0]) == "3"
+
+
+async def test_tool_added_upstream_appears_after_list_changed(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    upstream = upstream_factory(name="alpha")
+    await catalogued(gateway_service, "alpha", upstream.url)
+    user = gateway_service.caller()
+
+    async with mcp_client(gateway_service.url("alpha"), user) as session:
+        first = {tool.name for tool in (await session.list_tools()).tools}
+        upstream.add_tool("get_weather", "Weather now.")
+        upstream.notify_tools_changed()
+
+        async def appeared() -> bool:
+            listed = await session.list_tools()
+            return "get_weather" in {tool.name for tool in listed.tools}
+
+        await wait_async(appeared, timeout=10)
+        weather = await session.call_tool("get_weather", {})
+
+    assert "get_weather" not in first
+    assert text_of(weather.content[0]) == "get_weather"
+    runs = await api(gateway_service, "GET", "/api/v1/sync/runs")
+    assert runs.json()["sync_runs"][0]["trigger"] == "list_changed"
+
+
+async def test_combined_endpoint_shows_each_user_exactly_their_tools(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    svc = gateway_service
+    settings = svc.settings
+    alice = make_caller(settings, groups=("finance",))
+    bob = make_caller(settings)
+    alpha = upstream_factory(name="alpha")
+    beta = upstream_factory(name="beta")
+    gamma = upstream_factory(name="gamma")
+    await catalogued(svc, "alpha", alpha.url)
+    beta_id = await catalogued(svc, "beta", beta.url)
+    await catalogued(svc, "gamma", gamma.url, scope="private_user", author=alice.id)
+    await govern(svc, beta_id, "add", {"allowedGroups": ["finance"]})
+    await govern(svc, beta_id, "big_result", {"exposureState": "disabled"})
+    combined = f"{svc.base_url}/mcp"
+
+    alice_tools = await names_via(combined, alice)
+    bob_tools = await names_via(combined, bob)
+
+    every = {f"{tool}_mcp_{server}" for tool in DEFAULT_TOOLS for server in ("alpha", "beta")}
+    every -= {"big_result_mcp_beta"}
+    assert alice_tools == every | {f"{tool}_mcp_gamma" for tool in DEFAULT_TOOLS}
+    assert bob_tools == every - {"add_mcp_beta"}
+
+    async with mcp_client(combined, alice) as session:
+        added = await session.call_tool("add_mcp_beta", {"a": 40, "b": 2})
+        echoed = await session.call_tool("echo_mcp_gamma", {"text": "mine"})
+        with pytest.raises(MCPError) as invalid:
+            await session.call_tool("add_mcp_alpha", {"a": 1})
+    async with mcp_client(combined, bob) as session:
+        with pytest.raises(MCPError) as hidden:
+            await session.call_tool("echo_mcp_gamma", {"text": "not yours"})
+        with pytest.raises(MCPError) as restricted:
+            await session.call_tool("add_mcp_beta", {"a": 1, "b": 2})
+        echoed_bob = await session.call_tool("echo_mcp_alpha", {"text": "shared"})
+
+    assert text_of(added.content[0]) == "42"
+    assert text_of(echoed.content[0]) == "mine"
+    assert text_of(echoed_bob.content[0]) == "shared"
+    assert invalid.value.error.code == -32602
+    assert hidden.value.error.message == "Tool 'echo_mcp_gamma' is not available to you"
+    assert restricted.value.error.message == "Tool 'add_mcp_beta' is not available to you"
+
+
+async def wait_async(
+    condition: Callable[[], Awaitable[bool]],
+    *,
+    timeout: float = 5.0,  # noqa: ASYNC109 - the polling deadline, as in wait_until
+) -> None:
+    """Poll an async condition with a deadline (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await anyio.sleep(0.05)

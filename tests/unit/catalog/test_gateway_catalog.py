@@ -1,0 +1,93 @@
+"""The gateway's view of the catalog: argument validation messages name the failing field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from registry.gateway.catalog import CatalogTool, ToolCatalog
+
+
+class _NoDatabase(dict[str, Any]):
+    def __missing__(self, key: str) -> None:
+        return None
+
+
+def make_tool(schema: dict[str, Any], *, version: int = 1) -> CatalogTool:
+    return CatalogTool(
+        id="t1",
+        server_id="s1",
+        name="add",
+        title=None,
+        description=None,
+        input_schema=schema,
+        output_schema=None,
+        annotations=None,
+        allowed_roles=(),
+        allowed_groups=(),
+        read_only=False,
+        destructive=False,
+        human_approval_required=False,
+        version=version,
+    )
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "a": {"type": "integer"},
+        "b": {"type": "integer"},
+        "opts": {
+            "type": "object",
+            "properties": {"mode": {"enum": ["fast", "slow"]}},
+            "required": ["mode"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["a", "b"],
+}
+
+
+@pytest.fixture
+def catalog() -> ToolCatalog:
+    return ToolCatalog(_NoDatabase())  # type: ignore[arg-type]  # no queries in these tests
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"a": 1, "b": 2}, None),
+        ({"a": 1}, "missing required field 'b'"),
+        (None, "missing required field 'a'"),
+        ({"a": "x", "b": 2}, "field 'a' must be of type integer"),
+        ({"a": 1, "b": 2, "opts": {}}, "missing required field 'opts.mode'"),
+        ({"a": 1, "b": 2, "opts": {"mode": "x"}}, "field 'opts.mode' does not satisfy 'enum'"),
+        (
+            {"a": 1, "b": 2, "opts": {"mode": "fast", "extra": 1}},
+            "field 'opts.extra' is not allowed",
+        ),
+        ([1, 2], "field '(arguments)' must be of type object"),
+    ],
+)
+def test_argument_error_names_field(
+    catalog: ToolCatalog, arguments: Any, message: str | None
+) -> None:
+    error = catalog.argument_error(make_tool(SCHEMA), arguments)
+
+    expected = None if message is None else f"Invalid arguments for tool 'add': {message}"
+    assert error == expected
+
+
+def test_argument_error_invalid_schema_not_enforced(catalog: ToolCatalog) -> None:
+    tool = make_tool({"type": "object", "properties": {"a": {"type": "no-such-type"}}})
+
+    assert catalog.argument_error(tool, {"a": 1}) is None
+
+
+def test_argument_error_validator_follows_version(catalog: ToolCatalog) -> None:
+    first = make_tool({"type": "object", "required": ["a"]}, version=1)
+    second = make_tool({"type": "object"}, version=2)
+
+    assert catalog.argument_error(first, {}) is not None
+    assert catalog.argument_error(second, {}) is None
