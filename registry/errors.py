@@ -5,7 +5,8 @@ Hierarchy (callers catch by category)::
     RegistryError
     ├── NotFoundError                 404 not_found
     ├── ConflictError                 409 conflict
-    │   └── StaleUpdateError          409 conflict (optimistic concurrency, carries timestamps)
+    │   ├── StaleUpdateError          409 conflict (optimistic concurrency, carries timestamps)
+    │   └── IncompatibleDocumentError 409 incompatible_document (stored data fails our models)
     ├── PermissionDeniedError         403 forbidden
     ├── AuthenticationError           401 unauthorized
     ├── InvalidRequestError           400 bad_request (422 invalid_state via InvariantError)
@@ -88,6 +89,12 @@ class StaleUpdateError(ConflictError):
             "current_updated_at": iso(self.current_updated_at),
             "provided_updated_at": iso(self.provided_updated_at),
         }
+
+
+class IncompatibleDocumentError(ConflictError):
+    """A stored document (written by the external app or a newer schema) fails our models."""
+
+    code = "incompatible_document"
 
 
 class PermissionDeniedError(RegistryError):

@@ -24,6 +24,7 @@ STATUS_BY_ERROR: dict[type[errors.RegistryError], int] = {
     errors.NotFoundError: 404,
     errors.ConflictError: 409,
     errors.StaleUpdateError: 409,
+    errors.IncompatibleDocumentError: 409,
     errors.PermissionDeniedError: 403,
     errors.AuthenticationError: 401,
     errors.InvalidRequestError: 400,

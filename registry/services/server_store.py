@@ -9,18 +9,25 @@ wins. ``DuplicateKeyError`` from the unique indexes becomes ConflictError here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pydantic import ValidationError
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from packages.models import MCPServer
+from packages.models import SCHEMA_VERSION, MCPServer
 from registry.auth import UserContext
 from registry.auth.acl import SERVER_NOT_FOUND, Action, authorize_server
-from registry.errors import ConflictError, NotFoundError, StaleUpdateError
+from registry.errors import (
+    ConflictError,
+    IncompatibleDocumentError,
+    NotFoundError,
+    StaleUpdateError,
+)
 from registry.services.server_documents import next_updated_at, to_bson_time
 
 STALE_MESSAGE = "Server was modified by another process"
@@ -43,7 +50,29 @@ def object_id(server_id: str) -> ObjectId:
 
 
 def as_server(raw: Mapping[str, Any]) -> MCPServer:
-    return MCPServer.model_validate(dict(raw))
+    """Validate a stored document; IncompatibleDocumentError when it fails our models.
+
+    The collection is shared: the external app (or a newer schema release) may store values
+    our generated models reject, e.g. a v0.0.32 Unicode title read by v0.0.31 models.
+    """
+    try:
+        return MCPServer.model_validate(dict(raw))
+    except ValidationError as exc:
+        fields = sorted({".".join(str(part) for part in err["loc"]) for err in exc.errors()})
+        raise IncompatibleDocumentError(
+            "The stored server document does not match the shared schema this service runs "
+            f"({SCHEMA_VERSION}); fields: {', '.join(fields[:5])}",
+            resource="server",
+            resource_id=str(raw.get("_id")),
+        ) from exc
+
+
+@dataclass(frozen=True)
+class _StoredAccess:
+    """The two fields an access decision needs, read without validating the whole document."""
+
+    author: Any
+    scope: str | None
 
 
 def conflict(exc: DuplicateKeyError) -> ConflictError:
@@ -57,7 +86,9 @@ async def load(principal: UserContext, oid: ObjectId, action: Action) -> dict[st
     raw = await collection().find_one({"_id": oid})
     if raw is None:
         raise NotFoundError(SERVER_NOT_FOUND, resource="server", resource_id=str(oid))
-    authorize_server(principal, action, as_server(raw))
+    authorize_server(
+        principal, action, _StoredAccess(author=raw.get("author"), scope=raw.get("scope"))
+    )
     return raw
 
 

@@ -30,6 +30,7 @@ from registry.auth.acl import (
 )
 from registry.errors import (
     ConflictError,
+    IncompatibleDocumentError,
     NotFoundError,
     PermissionDeniedError,
 )
@@ -139,7 +140,14 @@ async def list_servers(
         .skip((page - 1) * per_page)
         .limit(per_page)
     )
-    servers = [as_server(raw) async for raw in cursor]
+    servers: list[MCPServer] = []
+    async for raw in cursor:
+        try:
+            servers.append(as_server(raw))
+        except IncompatibleDocumentError as exc:
+            # One foreign document must not make the whole list fail; it stays reachable
+            # (and reported) through GET /servers/{id}.
+            log.warning("server_document_incompatible", server_id=exc.resource_id)
     return ServerPage(servers=servers, total=total, page=page, per_page=per_page)
 
 
