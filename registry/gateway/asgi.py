@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from registry.gateway.catalog import ToolCatalog
@@ -66,9 +66,8 @@ class GatewayApp:
                 request_id=request_id,
             )
             return
-        if not name and self.combined is not None:
-            # ``/mcp`` itself: the combined server (docs/catalog.md).
-            await self.combined.handle(scope, receive, send)
+        if not name:
+            await self.serve_combined(scope, receive, send)
             return
         if not name or "/" in name:
             await send_api_error(
@@ -80,6 +79,21 @@ class GatewayApp:
             )
             return
         await gateway.handle(scope, receive, send, name)
+
+    async def serve_combined(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``/mcp`` itself: the combined server (docs/catalog.md)."""
+        if scope["type"] != "http":
+            return
+        if self.combined is None:
+            await send_api_error(
+                send,
+                status=503,
+                code="unavailable",
+                message="The gateway is starting",
+                request_id=scope.get("state", {}).get("request_id"),
+            )
+            return
+        await self.combined.handle(scope, receive, send)
 
     async def start(self, runtime: Runtime) -> None:
         settings = runtime.settings
@@ -145,6 +159,16 @@ class GatewayApp:
                 self.combined.sweep()
 
 
+class _CombinedRoot:
+    """An ASGI app (so Starlette's ``Route`` passes every method through) for ``/mcp``."""
+
+    def __init__(self, gateway_app: GatewayApp) -> None:
+        self.gateway_app = gateway_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.gateway_app.serve_combined(scope, receive, send)
+
+
 def install_gateway(app: Starlette, *, credential_finder: CredentialFinder) -> GatewayApp:
     """Mount the gateway at ``/mcp`` (first, so no API route is tried before it) with its hooks.
 
@@ -153,6 +177,9 @@ def install_gateway(app: Starlette, *, credential_finder: CredentialFinder) -> G
     """
     gateway_app = GatewayApp(credential_finder=credential_finder)
     app.router.routes.insert(0, Mount("/mcp", app=gateway_app))
+    # The exact path ``/mcp`` (no trailing slash) is the combined server; a Mount alone would
+    # answer it with a redirect to ``/mcp/``, which not every MCP client follows.
+    app.router.routes.insert(0, Route("/mcp", endpoint=_CombinedRoot(gateway_app)))
     app.state.startup_hooks.append(gateway_app.start)
     app.state.shutdown_hooks.append(gateway_app.stop)
     return gateway_app

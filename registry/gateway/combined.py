@@ -107,7 +107,7 @@ class CombinedServer:
         self._idle = idle_seconds
         self._maxsize = maxsize
         self._sessions: OrderedDict[str, CombinedSession] = OrderedDict()
-        self._visible: TTLCache[tuple[str, str, tuple[str, ...]], list[str]] = TTLCache(
+        self._visible: TTLCache[tuple[str, str, tuple[str, ...]], list[tuple[str, str]]] = TTLCache(
             maxsize=MAX_CACHED_CALLERS, ttl=VISIBLE_SERVERS_TTL_SECONDS
         )
 
@@ -227,27 +227,41 @@ class CombinedServer:
 
     # -- tools -----------------------------------------------------------------------------------
 
-    async def _visible_names(self, user: UserContext) -> list[str]:
+    async def _visible_servers(self, user: UserContext) -> list[tuple[str, str]]:
+        """(gateway name, serverName) of the enabled servers ``user`` can see (cached briefly)."""
         key = (user.user_id, user.role, user.groups)
-        names = self._visible.get(key)
-        if names is None:
+        visible = self._visible.get(key)
+        if visible is None:
             cursor = self._servers.find(
                 {**server_visibility_filter(user), "status": {"$ne": "inactive"}},
                 projection={"path": 1, "serverName": 1},
             )
-            names = [
-                str(doc.get("path") or "").removeprefix("/mcp/") or str(doc.get("serverName"))
-                async for doc in cursor
-            ]
-            self._visible[key] = names
-        return names
+            visible = sorted(
+                [
+                    (
+                        str(doc.get("path") or "").removeprefix("/mcp/")
+                        or str(doc.get("serverName")),
+                        str(doc.get("serverName")),
+                    )
+                    async for doc in cursor
+                ],
+                key=lambda pair: pair[1],
+            )
+            self._visible[key] = visible
+        return visible
 
-    async def routes(self, user: UserContext) -> dict[str, Route]:
-        """Every tool ``user`` may use, by combined name (``{tool}_mcp_{serverName}``)."""
+    async def routes(self, user: UserContext, *, tool_name: str | None = None) -> dict[str, Route]:
+        """Every tool ``user`` may use, by combined name (``{tool}_mcp_{serverName}``).
+
+        With ``tool_name`` only the servers that name could belong to are consulted (a call
+        must not cost a walk over every server).
+        """
         routes: dict[str, Route] = {}
-        for name in sorted(await self._visible_names(user)):
+        for gateway_name, server_name in await self._visible_servers(user):
+            if tool_name is not None and not tool_name.endswith(f"{SEPARATOR}{server_name}"):
+                continue
             try:
-                server = await self.gateway.authorize(user, name)
+                server = await self.gateway.authorize(user, gateway_name)
             except RegistryError:
                 continue  # switched off, unrelayable transport, or no longer visible
             for tool in (await self.catalog.exposed(server.id)).values():
@@ -264,7 +278,7 @@ class CombinedServer:
         session: CombinedSession,
     ) -> None:
         assert message.tool is not None
-        route = (await self.routes(user)).get(message.tool)
+        route = (await self.routes(user, tool_name=message.tool)).get(message.tool)
         if route is None:
             await send_rpc_error(
                 send,

@@ -19,6 +19,13 @@ from typing import Any
 import aiohttp
 from starlette.types import Send
 
+from registry.gateway.http1 import (
+    Http1Error,
+    Http1Pool,
+    Response,
+    UpstreamClosedError,
+    UpstreamConnectError,
+)
 from registry.gateway.jsonrpc import (
     CONNECTION_CLOSED,
     CREDENTIAL_REJECTED,
@@ -42,20 +49,20 @@ ToolsFilter = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 def translate(exc: BaseException, server: ResolvedServer) -> RpcError:
-    """The client-facing error for an aiohttp failure (no upstream text, no headers)."""
+    """The client-facing error for a transport failure (no upstream text, no headers)."""
     if isinstance(exc, TimeoutError):
         return RpcError(
             REQUEST_TIMEOUT,
             f"Upstream '{server.name}' did not answer within {server.timeout_seconds:g} s",
             outcome="timeout",
         )
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, UpstreamConnectError):
         return RpcError(
             UPSTREAM_UNAVAILABLE,
             f"Could not connect to upstream '{server.name}' at {display_url(server.url)}",
             outcome="upstream_down",
         )
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+    if isinstance(exc, UpstreamClosedError):
         return RpcError(
             CONNECTION_CLOSED,
             f"Upstream '{server.name}' closed the connection before answering completely",
@@ -86,47 +93,50 @@ def status_error(status: int, server: ResolvedServer, *, user_credential: bool) 
 
 
 class Relay:
-    def __init__(self, *, max_connections: int = 512, max_per_host: int = 128) -> None:
-        self._max_connections = max_connections
+    def __init__(self, *, max_per_host: int = 128) -> None:
         self._max_per_host = max_per_host
-        self.calls: aiohttp.ClientSession | None = None
+        self.calls: Http1Pool | None = None
+        """Calls (POST, DELETE): the lean keep-alive client (registry.gateway.http1)."""
         self.streams: aiohttp.ClientSession | None = None
+        """Long-lived event streams (GET streams, SSE bridges)."""
         self.on_tools_changed: Callable[[ResolvedServer], None] | None = None
         """Called when a relayed stream carries ``notifications/tools/list_changed``."""
 
     async def start(self) -> None:
         # Short keep-alive: common upstream servers (uvicorn: 5 s) close idle connections
         # soon, and reusing one they just closed fails the call.
-        self.calls = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=self._max_connections,
-                limit_per_host=self._max_per_host,
-                keepalive_timeout=4.0,
-                ttl_dns_cache=60,
-            ),
-        )
-        # Long-lived event streams (GET streams, SSE bridges) get their own pool so they can
-        # never starve calls of connections.
+        self.calls = Http1Pool(max_per_origin=self._max_per_host, keepalive_seconds=4.0)
+        # Long-lived event streams get their own pool so they can never starve calls of
+        # connections.
         self.streams = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0, ttl_dns_cache=60),
         )
 
     async def close(self) -> None:
-        for session in (self.calls, self.streams):
-            if session is not None:
-                await session.close()
+        if self.calls is not None:
+            await self.calls.close()
+        if self.streams is not None:
+            await self.streams.close()
 
-    async def post(
-        self, server: ResolvedServer, headers: dict[str, str], body: bytes
-    ) -> aiohttp.ClientResponse:
-        """POST ``body`` upstream and return the response (headers read, body pending)."""
+    async def request(
+        self, method: str, server: ResolvedServer, headers: dict[str, str], body: bytes = b""
+    ) -> Response:
+        """Send one request upstream; returns the response (headers read, body pending)."""
         assert self.calls is not None
         try:
             return await self.calls.request(
-                "POST", server.url, data=body, headers=headers, timeout=server.timeout
+                method,
+                server.url,
+                headers=headers,
+                body=body,
+                timeout_seconds=server.timeout_seconds,
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (Http1Error, TimeoutError, ValueError) as exc:
             raise translate(exc, server) from exc
+
+    async def post(self, server: ResolvedServer, headers: dict[str, str], body: bytes) -> Response:
+        """POST ``body`` upstream and return the response (headers read, body pending)."""
+        return await self.request("POST", server, headers, body)
 
     async def reinitialize(
         self, server: ResolvedServer, upstream: UpstreamSession, headers: dict[str, str], seen: int
@@ -141,9 +151,7 @@ class Relay:
                 if response.status != 200:
                     raise status_error(response.status, server, user_credential=False)
                 session_id = response.headers.get("mcp-session-id")
-                await response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise translate(exc, server) from exc
+                await self._read(response, server)
             finally:
                 response.release()
             if session_id is not None:
@@ -158,7 +166,7 @@ class Relay:
     async def stream_back(
         self,
         *,
-        response: aiohttp.ClientResponse,
+        response: Response,
         server: ResolvedServer,
         message: Message,
         send: Send,
@@ -168,7 +176,7 @@ class Relay:
         """Send the upstream's 2xx answer to the client; see the module docstring."""
         content_type = response.headers.get("content-type", "").encode()
         if response.status == 202 or not message.is_request:
-            await response.read()
+            await self._read(response, server)
             await send_bytes(send, status=response.status, body=b"", headers=extra_headers)
             return None
         if content_type.startswith(JSON):
@@ -200,7 +208,7 @@ class Relay:
 
     async def _pass_through(
         self,
-        response: aiohttp.ClientResponse,
+        response: Response,
         server: ResolvedServer,
         message: Message,
         send: Send,
@@ -213,12 +221,12 @@ class Relay:
         failure: RpcError | None = None
         scanner = ListChangedScanner()
         try:
-            async for chunk in response.content.iter_any():
+            while chunk := await response.read_chunk():
                 if scanner.feed(chunk) and self.on_tools_changed is not None:
                     self.on_tools_changed(server)
                 answered = answered or b"data:" in chunk
                 await writer.chunk(chunk)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (Http1Error, TimeoutError) as exc:
             failure = translate(exc, server)
         if failure is None and writer.is_sse and not answered:
             failure = RpcError(
@@ -231,23 +239,23 @@ class Relay:
         await writer.end()
         return failure
 
-    async def _read(self, response: aiohttp.ClientResponse, server: ResolvedServer) -> bytes:
+    async def _read(self, response: Response, server: ResolvedServer) -> bytes:
         try:
             return await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (Http1Error, TimeoutError) as exc:
             raise translate(exc, server) from exc
 
     async def _filtered_events(
-        self, response: aiohttp.ClientResponse, server: ResolvedServer, tools_filter: ToolsFilter
+        self, response: Response, server: ResolvedServer, tools_filter: ToolsFilter
     ) -> bytes:
         parser = SseParser()
         out: list[bytes] = []
         try:
-            async for chunk in response.content.iter_any():
+            while chunk := await response.read_chunk():
                 for event, data in parser.feed(chunk):
                     if event == "message":
                         out.append(sse_event(await checked_json(data, server, tools_filter)))
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (Http1Error, TimeoutError) as exc:
             raise translate(exc, server) from exc
         except ValueError as exc:
             raise _garbage(server) from exc

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING
 
-import aiohttp
 from starlette.types import Send
 
 from registry.auth import UserContext
+from registry.gateway.http1 import Http1Error, Response
 from registry.gateway.jsonrpc import Message
 from registry.gateway.lookup import ResolvedServer
 from registry.gateway.metrics import GATEWAY_SESSIONS
-from registry.gateway.relay import status_error
+from registry.gateway.relay import status_error, translate
 from registry.gateway.responses import SESSION_HEADER, send_bytes
 from registry.gateway.sessions import GatewaySession, UpstreamSession, new_session_id
 
@@ -158,7 +159,7 @@ async def _initialize(
 async def _refused(
     gw: Gateway,
     send: Send,
-    response: aiohttp.ClientResponse,
+    response: Response,
     server: ResolvedServer,
     user_key: str | None,
 ) -> str:
@@ -168,7 +169,10 @@ async def _refused(
     if status in (401, 403) or status >= 500 or status == 404:
         await _discard(response)
         raise status_error(status, server, user_credential=user_key is not None)
-    body = await response.read()
+    try:
+        body = await response.read()
+    except (Http1Error, TimeoutError) as exc:
+        raise translate(exc, server) from exc
     content_type = response.headers.get("content-type", "application/json").encode()
     if content_type.startswith(b"application/json"):
         try:
@@ -179,10 +183,8 @@ async def _refused(
     return "upstream_refused"
 
 
-async def _discard(response: aiohttp.ClientResponse) -> None:
-    try:
+async def _discard(response: Response) -> None:
+    # A body that fails to arrive does not matter here; release() then closes the connection.
+    with contextlib.suppress(Http1Error, TimeoutError):
         await response.read()
-    except (aiohttp.ClientError, TimeoutError):
-        response.close()
-    else:
-        response.release()
+    response.release()

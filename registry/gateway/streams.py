@@ -11,7 +11,8 @@ import structlog
 from starlette.types import Receive, Scope, Send
 
 from registry.errors import ConflictError, UpstreamError
-from registry.gateway.jsonrpc import sse_event
+from registry.gateway.http1 import Http1Error
+from registry.gateway.jsonrpc import RpcError, sse_event
 from registry.gateway.lookup import ResolvedServer
 from registry.gateway.policy import ListChangedScanner
 from registry.gateway.relay import Relay
@@ -138,15 +139,15 @@ class StreamRelay:
         self.sessions.remove(session.id)
         upstream_id = session.upstream.upstream_session_id
         if server.transport == "streamable-http" and upstream_id is not None:
-            assert self.relay.calls is not None
             headers = {**upstream_headers, "mcp-session-id": upstream_id}
             if session.upstream.protocol_version:
                 headers["mcp-protocol-version"] = session.upstream.protocol_version
             try:
-                async with self.relay.calls.delete(
-                    server.url, headers=headers, timeout=server.timeout
-                ) as response:
+                response = await self.relay.request("DELETE", server, headers)
+                try:
                     await response.read()
-            except (aiohttp.ClientError, TimeoutError):
+                finally:
+                    response.release()
+            except (RpcError, Http1Error, TimeoutError):
                 log.info("upstream_session_delete_failed", server=server.name)
         await send_bytes(send, status=200, body=b"")

@@ -34,6 +34,7 @@ from pymongo.errors import DuplicateKeyError
 from packages.models import MCPServer
 from packages.models.tools import SyncRun, SyncSchedule, SyncTrigger
 from registry.config import Settings
+from registry.runtime import Runtime
 from registry.services.catalog_runs import CredentialUnavailableError, run_sync
 from registry.services.catalog_sync import to_bson_time, utcnow
 
@@ -334,7 +335,7 @@ def _log_task_error(task: asyncio.Task[None]) -> None:
         log.error("sync_request_failed", exc_info=task.exception())
 
 
-async def start_sync_worker(runtime: Any) -> None:
+async def start_sync_worker(runtime: Runtime) -> None:
     """Startup hook: build the worker, publish ``request_sync``, start the loop if enabled."""
     worker = SyncWorker(settings=runtime.settings)
     runtime.extras["sync_worker"] = worker
@@ -343,7 +344,7 @@ async def start_sync_worker(runtime: Any) -> None:
         worker.start()
 
 
-async def stop_sync_worker(runtime: Any) -> None:
+async def stop_sync_worker(runtime: Runtime) -> None:
     """Shutdown hook: stop the worker started by ``start_sync_worker``."""
     worker = runtime.extras.pop("sync_worker", None)
     runtime.extras.pop("request_sync", None)

@@ -14,10 +14,15 @@ from mcp.types import TextContent
 
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
 from tests.factories import Caller, make_caller
-from tests.support import DEFAULT_TOOLS
+from tests.support import DEFAULT_TOOLS, RunningUpstream
 from tests.support.fixtures import UpstreamFactory
 
 pytestmark = pytest.mark.e2e
+
+
+def posts(upstream: RunningUpstream) -> int:
+    """POSTs the upstream received (the client's GET stream may open at any time)."""
+    return sum(1 for request in upstream.requests if request.method == "POST")
 
 
 def text_of(content: object) -> str:
@@ -72,10 +77,10 @@ async def test_disabled_tool_hidden_and_call_refused_without_upstream(
 
     async with mcp_client(gateway_service.url("alpha"), user) as session:
         listed = await session.list_tools()
-        before = len(upstream.requests)
+        before = posts(upstream)
         with pytest.raises(MCPError) as refused:
             await session.call_tool("echo", {"text": "hi"})
-        after = len(upstream.requests)
+        after = posts(upstream)
         still = await session.call_tool("add", {"a": 1, "b": 2})
     assert {tool.name for tool in listed.tools} == set(DEFAULT_TOOLS) - {"echo"}
     assert refused.value.error.code == -32012
@@ -91,12 +96,13 @@ async def test_call_arguments_validated_against_stored_schema(
     await catalogued(gateway_service, "alpha", upstream.url)
 
     async with mcp_client(gateway_service.url("alpha"), gateway_service.caller()) as session:
-        before = len(upstream.requests)
+        await session.list_tools()
+        before = posts(upstream)
         with pytest.raises(MCPError) as missing:
             await session.call_tool("add", {"a": 1})
         with pytest.raises(MCPError) as wrong:
             await session.call_tool("add", {"a": "one", "b": 2})
-        after = len(upstream.requests)
+        after = posts(upstream)
 
     assert missing.value.error.code == -32602
     assert missing.value.error.message == (
@@ -178,26 +184,41 @@ async def test_role_and_group_visibility_through_server_endpoint(
 async def test_tool_added_upstream_appears_after_list_changed(
     gateway_service: GatewayService, upstream_factory: UpstreamFactory
 ) -> None:
+    """The upstream's notifications/tools/list_changed, seen by the gateway on the client's
+    event stream, syncs the catalog: no manual sync and no tools/list in between."""
     upstream = upstream_factory(name="alpha")
     await catalogued(gateway_service, "alpha", upstream.url)
     user = gateway_service.caller()
 
     async with mcp_client(gateway_service.url("alpha"), user) as session:
         first = {tool.name for tool in (await session.list_tools()).tools}
+        # The SDK client opens its GET event stream after initialize; wait until it is up.
+        await wait_async(lambda: _has_get_stream(upstream))
         upstream.add_tool("get_weather", "Weather now.")
         upstream.notify_tools_changed()
 
-        async def appeared() -> bool:
-            listed = await session.list_tools()
-            return "get_weather" in {tool.name for tool in listed.tools}
+        async def catalogued_now() -> bool:
+            response = await api(
+                gateway_service, "GET", "/api/v1/tools", params={"query": "get_weather"}
+            )
+            total: int = response.json()["pagination"]["total"]
+            return total == 1
 
-        await wait_async(appeared, timeout=10)
+        await wait_async(catalogued_now, timeout=10)
+        listed = {tool.name for tool in (await session.list_tools()).tools}
         weather = await session.call_tool("get_weather", {})
 
     assert "get_weather" not in first
+    assert "get_weather" in listed
     assert text_of(weather.content[0]) == "get_weather"
     runs = await api(gateway_service, "GET", "/api/v1/sync/runs")
-    assert runs.json()["sync_runs"][0]["trigger"] == "list_changed"
+    latest = runs.json()["sync_runs"][0]
+    assert (latest["trigger"], latest["outcome"]) == ("list_changed", "success")
+    assert latest["counts"]["added"] == 1
+
+
+async def _has_get_stream(upstream: RunningUpstream) -> bool:
+    return any(request.method == "GET" for request in upstream.requests)
 
 
 async def test_combined_endpoint_shows_each_user_exactly_their_tools(
@@ -256,3 +277,69 @@ async def wait_async(
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout} s")
         await anyio.sleep(0.05)
+
+
+async def test_uncatalogued_server_relayed_but_absent_from_combined(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    """A server the catalog has never synced (written by the external app) is relayed as the
+    default exposure (active) would govern it; the combined server lists catalog tools only."""
+    upstream = upstream_factory(name="legacy")
+    await gateway_service.add_server("legacy", upstream.url)
+    user = gateway_service.caller()
+
+    direct = await names_via(gateway_service.url("legacy"), user)
+    combined = await names_via(f"{gateway_service.base_url}/mcp", user)
+
+    assert direct == set(DEFAULT_TOOLS)
+    assert combined == set()
+
+
+async def test_combined_endpoint_answers_exact_path_without_redirect(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    upstream = upstream_factory(name="alpha")
+    await catalogued(gateway_service, "alpha", upstream.url)
+    user = gateway_service.caller()
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"},
+        },
+    }
+    url = f"{gateway_service.base_url}/mcp"
+    accept = {"accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(headers={**user.headers, **accept}) as http:
+        initialized = await http.post(url, json=init)
+        session = {"mcp-session-id": initialized.headers.get("mcp-session-id", "")}
+        listed = await http.post(
+            url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=session
+        )
+        unknown = await http.post(
+            url, json={"jsonrpc": "2.0", "id": 3, "method": "prompts/list"}, headers=session
+        )
+        stream = await http.get(url, headers=session)
+        ended = await http.delete(url, headers=session)
+        after = await http.post(
+            url, json={"jsonrpc": "2.0", "id": 4, "method": "tools/list"}, headers=session
+        )
+        anonymous = await http.post(url, json=init, headers={"authorization": ""})
+
+    assert initialized.status_code == 200
+    result = initialized.json()["result"]
+    assert result["protocolVersion"] == "2025-06-18"
+    assert result["capabilities"] == {"tools": {"listChanged": False}}
+    assert result["serverInfo"]["name"] == "mcp-gateway-registry"
+    assert listed.status_code == 200
+    tools = {tool["name"]: tool for tool in listed.json()["result"]["tools"]}
+    assert set(tools) == {f"{tool}_mcp_alpha" for tool in DEFAULT_TOOLS}
+    assert tools["add_mcp_alpha"]["inputSchema"]["required"] == ["a", "b"]
+    assert unknown.json()["error"]["code"] == -32601
+    assert stream.status_code == 405
+    assert ended.status_code == 200
+    assert after.status_code == 404
+    assert anonymous.status_code == 401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -94,6 +95,7 @@ async def test_worker_backs_off_on_down_upstream_and_recovers(
         await worker.tick()
         upstream.stop()
         due: list[datetime] = []
+        schedule: SyncSchedule | None = None
         for _ in range(settings.sync_failure_threshold):
             await SyncSchedule.get_pymongo_collection().update_one(
                 {"serverId": server.id}, {"$set": {"nextDueAt": now[0]}}
@@ -105,10 +107,11 @@ async def test_worker_backs_off_on_down_upstream_and_recovers(
             due.append(schedule.next_due_at)
             now[0] = schedule.next_due_at
 
+        assert schedule is not None
         assert schedule.consecutive_failures == settings.sync_failure_threshold
         assert schedule.last_error is not None
         assert schedule.last_error.startswith("Could not connect to upstream")
-        gaps = [b - a for a, b in zip(due, due[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(due)]
         assert all(gap > timedelta(0) for gap in gaps)
         errored = await raw_server(server)
         assert errored["status"] == "error"

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from registry.gateway.catalog import CatalogTool, ToolCatalog
+from registry.gateway.policy import ListChangedScanner
 
 
 class _NoDatabase(dict[str, Any]):
@@ -91,3 +92,27 @@ def test_argument_error_validator_follows_version(catalog: ToolCatalog) -> None:
 
     assert catalog.argument_error(first, {}) is not None
     assert catalog.argument_error(second, {}) is None
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b'data: {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n\n'],
+        [b'data: {"jsonrpc":"2.0","method":"notifications/to', b'ols/list_changed"}\n\n'],
+        [b"data: {", b'"method":"notifications/tools/', b"list_", b'changed"}\n\n'],
+    ],
+)
+def test_list_changed_scanner_spots_split_notifications(chunks: list[bytes]) -> None:
+    scanner = ListChangedScanner()
+
+    seen = [scanner.feed(chunk) for chunk in chunks]
+
+    assert seen[-1] is True
+    assert seen.count(True) == 1
+
+
+def test_list_changed_scanner_ignores_other_messages() -> None:
+    scanner = ListChangedScanner()
+
+    assert scanner.feed(b'data: {"method":"notifications/resources/list_changed"}\n\n') is False
+    assert scanner.feed(b'data: {"method":"notifications/progress"}\n\n') is False
