@@ -381,7 +381,7 @@ class _OriginPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_seconds):
-                _, protocol = await loop.create_connection(
+                transport, protocol = await loop.create_connection(
                     lambda: _Connection(self),
                     target.host,
                     target.port,
@@ -391,6 +391,8 @@ class _OriginPool:
             raise
         except OSError as exc:
             raise UpstreamConnectError(str(exc)) from exc
+        # uvloop may return before it has called connection_made.
+        protocol.transport = transport
         return protocol
 
     def put_back(self, connection: _Connection) -> None:
