@@ -1,0 +1,1 @@
+"""Operator and maintenance scripts (run as files: python scripts/<name>.py)."""
