@@ -54,8 +54,12 @@ def _on_embedded_exit(embedded: EmbeddedMongo, app: FastAPI) -> Callable[[asynci
             "instead of serving errors. Check the log in the data directory.",
         )
         app.state.fatal_error = "embedded database exited"
-        # Ask the server to stop: uvicorn handles SIGTERM with a graceful shutdown.
-        os.kill(os.getpid(), signal.SIGTERM)
+        request_shutdown = app.state.request_shutdown
+        if request_shutdown is not None:
+            request_shutdown()
+        else:
+            # No server told us how to stop it: SIGTERM makes uvicorn shut down gracefully.
+            os.kill(os.getpid(), signal.SIGTERM)
 
     return handle
 
@@ -160,6 +164,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.startup_hooks = [start_sync_worker]  # catalog sync worker (docs/catalog.md)
     app.state.shutdown_hooks = [stop_sync_worker]
     app.state.fatal_error = None
+    # Set by the process that serves the app (mcp-registry serve) to stop it gracefully.
+    app.state.request_shutdown = None
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)

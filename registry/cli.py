@@ -44,6 +44,11 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+
+    def request_shutdown() -> None:
+        server.should_exit = True
+
+    app.state.request_shutdown = request_shutdown
     server.run()
     fatal = app.state.fatal_error
     if fatal:
