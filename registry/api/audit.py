@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from packages.models.audit import AuditLog
 from registry.api.deps import AdminPrincipal
 from registry.api.errors import responses
+from registry.api.schemas.pagination import Pagination
 from registry.services.audit_queries import AuditQuery, list_audit_logs
 
 router = APIRouter(prefix="/audit-logs", tags=["audit"])
@@ -46,16 +47,9 @@ class AuditLogPublic(BaseModel):
         )
 
 
-class AuditPagination(BaseModel):
-    total: int
-    page: int
-    per_page: int
-    total_pages: int
-
-
 class AuditLogList(BaseModel):
     audit_logs: list[AuditLogPublic]
-    pagination: AuditPagination
+    pagination: Pagination
 
 
 @router.get(
@@ -77,10 +71,5 @@ async def list_audit_entries(
     result = await list_audit_logs(query=query, page=page, per_page=per_page)
     return AuditLogList(
         audit_logs=[AuditLogPublic.from_document(entry) for entry in result.items],
-        pagination=AuditPagination(
-            total=result.total,
-            page=result.page,
-            per_page=result.per_page,
-            total_pages=result.total_pages,
-        ),
+        pagination=Pagination.of(result),
     )

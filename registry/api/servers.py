@@ -13,6 +13,7 @@ from fastapi import status as http_status
 
 from registry.api.deps import CurrentPrincipal, RuntimeDep
 from registry.api.errors import responses
+from registry.api.schemas.pagination import Pagination
 from registry.api.schemas.server_actions import (
     RefreshResponse,
     ServerToolsResponse,
@@ -21,7 +22,6 @@ from registry.api.schemas.server_actions import (
 )
 from registry.api.schemas.servers import (
     OBJECT_ID_PATTERN,
-    Pagination,
     ServerCreate,
     ServerList,
     ServerListItem,
@@ -61,12 +61,7 @@ async def list_servers(
     states = runtime.connection_states
     return ServerList(
         servers=[ServerListItem.from_document(s, states=states) for s in result.servers],
-        pagination=Pagination(
-            total=result.total,
-            page=result.page,
-            per_page=result.per_page,
-            total_pages=result.total_pages,
-        ),
+        pagination=Pagination.of(result),
     )
 
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from registry.api.deps import CurrentPrincipal, SettingsDep
 from registry.api.errors import responses
-from registry.api.schemas.tools import Pagination, SyncRunList, SyncRunPublic
+from registry.api.schemas.pagination import Pagination
+from registry.api.schemas.tools import SyncRunList, SyncRunPublic
 from registry.services.catalog_runs import list_sync_runs, sync_server_now
 
 router = APIRouter(prefix="/sync", tags=["sync"])
@@ -45,10 +46,5 @@ async def list_runs(
     )
     return SyncRunList(
         sync_runs=[SyncRunPublic.from_document(run) for run in result.items],
-        pagination=Pagination(
-            total=result.total,
-            page=result.page,
-            per_page=result.per_page,
-            total_pages=result.total_pages,
-        ),
+        pagination=Pagination.of(result),
     )

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query, Response
 
 from registry.api.deps import CurrentPrincipal, RuntimeDep
 from registry.api.errors import responses
+from registry.api.schemas.pagination import Pagination
 from registry.api.schemas.tokens import (
     GenerateTokensRequest,
     GenerateTokensResponse,
     IssuedTokensPublic,
-    Pagination,
     RefreshJwtRequest,
     TokenCreate,
     TokenList,
@@ -110,12 +110,7 @@ async def list_tokens(
     )
     return TokenList(
         tokens=[_public(token) for token in result.tokens],
-        pagination=Pagination(
-            total=result.total,
-            page=result.page,
-            per_page=result.per_page,
-            total_pages=result.total_pages,
-        ),
+        pagination=Pagination.of(result),
     )
 
 

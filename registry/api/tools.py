@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Response
 from packages.models.tools import METADATA_FIELDS
 from registry.api.deps import CurrentPrincipal
 from registry.api.errors import responses
+from registry.api.schemas.pagination import Pagination
 from registry.api.schemas.tools import (
-    Pagination,
     ToolHistory,
     ToolList,
     ToolPublic,
@@ -87,12 +87,7 @@ async def list_catalog_tools(
     result = await list_tools(user=user, query=filters, page=page, per_page=per_page)
     return ToolList(
         tools=[ToolPublic.from_document(tool) for tool in result.items],
-        pagination=Pagination(
-            total=result.total,
-            page=result.page,
-            per_page=result.per_page,
-            total_pages=result.total_pages,
-        ),
+        pagination=Pagination.of(result),
     )
 
 
@@ -143,10 +138,5 @@ async def get_tool_history(
     result = await tool_history(user=user, tool_id=tool_id, page=page, per_page=per_page)
     return ToolHistory(
         versions=[ToolVersionPublic.from_document(entry) for entry in result.items],
-        pagination=Pagination(
-            total=result.total,
-            page=result.page,
-            per_page=result.per_page,
-            total_pages=result.total_pages,
-        ),
+        pagination=Pagination.of(result),
     )

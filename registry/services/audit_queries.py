@@ -8,6 +8,7 @@ from typing import Any
 from beanie import SortDirection
 
 from packages.models.audit import AuditLog
+from registry.services.pagination import PageWindow
 
 
 @dataclass(frozen=True)
@@ -29,16 +30,9 @@ class AuditQuery:
         return {name: value for name, value in fields.items() if value is not None}
 
 
-@dataclass(frozen=True)
-class AuditPage:
+@dataclass(frozen=True, kw_only=True)
+class AuditPage(PageWindow):
     items: list[AuditLog]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def total_pages(self) -> int:
-        return (self.total + self.per_page - 1) // self.per_page
 
 
 async def list_audit_logs(*, query: AuditQuery, page: int, per_page: int) -> AuditPage:

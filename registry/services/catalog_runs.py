@@ -31,6 +31,7 @@ from registry.services.catalog_sync import (
     record_failed_sync,
     sync_server_tools,
 )
+from registry.services.pagination import PageWindow
 
 log = structlog.get_logger("registry.catalog")
 
@@ -190,16 +191,9 @@ async def sync_server_now(*, user: UserContext, server_id: str, settings: Settin
     return await run_sync(server=server, settings=settings, trigger="manual", actor_id=user.user_id)
 
 
-@dataclass(frozen=True)
-class SyncRunPage:
+@dataclass(frozen=True, kw_only=True)
+class SyncRunPage(PageWindow):
     items: list[SyncRun]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def total_pages(self) -> int:
-        return (self.total + self.per_page - 1) // self.per_page
 
 
 async def list_sync_runs(

@@ -48,6 +48,7 @@ from registry.services.catalog_sync import (
     tool_snapshot,
     utcnow,
 )
+from registry.services.pagination import PageWindow
 from registry.services.tool_invariants import check_tool_change, server_exposes_tools
 
 _SORT = [("serverName", 1), ("name", 1), ("_id", 1)]
@@ -96,16 +97,9 @@ class ToolQuery:
     include_disabled: bool = False
 
 
-@dataclass(frozen=True)
-class ToolPage:
+@dataclass(frozen=True, kw_only=True)
+class ToolPage(PageWindow):
     items: list[Tool]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def total_pages(self) -> int:
-        return (self.total + self.per_page - 1) // self.per_page
 
 
 def _as_tool(document: Mapping[str, Any]) -> Tool:
@@ -368,16 +362,9 @@ def _audit_view(document: Mapping[str, Any]) -> dict[str, Any]:
     return view
 
 
-@dataclass(frozen=True)
-class VersionPage:
+@dataclass(frozen=True, kw_only=True)
+class VersionPage(PageWindow):
     items: list[ToolVersion]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def total_pages(self) -> int:
-        return (self.total + self.per_page - 1) // self.per_page
 
 
 async def tool_history(*, user: UserContext, tool_id: str, page: int, per_page: int) -> VersionPage:

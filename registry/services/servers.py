@@ -7,7 +7,6 @@ the write, never inside one.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -45,6 +44,7 @@ from registry.services.catalog_sync import (
 )
 from registry.services.catalog_tools import usable_server_tools
 from registry.services.discovery import DiscoveryOutcome, discover_server
+from registry.services.pagination import PageWindow
 from registry.services.server_documents import (
     CONNECTION_FIELDS,
     ServerFields,
@@ -68,16 +68,9 @@ from registry.services.server_store import (
 log = structlog.get_logger("registry.servers")
 
 
-@dataclass(frozen=True)
-class ServerPage:
+@dataclass(frozen=True, kw_only=True)
+class ServerPage(PageWindow):
     servers: list[MCPServer]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def total_pages(self) -> int:
-        return math.ceil(self.total / self.per_page)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ before MongoDB's TTL monitor removes it.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from registry.errors import (
     PermissionDeniedError,
 )
 from registry.services.audit import record_audit
+from registry.services.pagination import PageWindow
 from registry.services.token_types import (
     ACCESS,
     API_KEY,
@@ -81,16 +81,9 @@ class StoredToken:
     metadata: dict[str, Any] | None
 
 
-@dataclass(frozen=True)
-class TokenPage:
+@dataclass(frozen=True, kw_only=True)
+class TokenPage(PageWindow):
     tokens: list[StoredToken]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def total_pages(self) -> int:
-        return math.ceil(self.total / self.per_page) if self.total else 0
 
 
 def parse_token_id(token_id: str) -> ObjectId | None:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
 from packages.models import MCPServer
+from registry.api.schemas.pagination import Pagination
 from registry.gateway.connection_state import ConnectionStateStore
 from registry.services.server_documents import MASK, ServerFields
 
@@ -334,13 +335,6 @@ def _flatten(server: MCPServer, *, states: ConnectionStateStore) -> dict[str, An
         "updatedAt": server.updated_at,
         "connectionState": states.state(server_id).value,
     }
-
-
-class Pagination(BaseModel):
-    total: int
-    page: int
-    per_page: int
-    total_pages: int
 
 
 class ServerList(BaseModel):

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from registry.api.schemas.pagination import Pagination
 from registry.services.token_types import ApiTokenType
 
 _MAX_SECRET = 16_384
@@ -130,13 +131,6 @@ class TokenRefreshed(BaseModel):
     expires_at: datetime
     updated_at: datetime
     refresh_token_id: str | None = None
-
-
-class Pagination(BaseModel):
-    total: int
-    page: int
-    per_page: int
-    total_pages: int
 
 
 class TokenList(BaseModel):

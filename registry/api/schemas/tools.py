@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from packages.models.tools import SyncRun, Tool, ToolVersion
+from registry.api.schemas.pagination import Pagination
 
 
 class _Camel(BaseModel):
@@ -111,13 +112,6 @@ class ToolPublic(_Camel):
             created_at=tool.created_at,
             updated_at=tool.updated_at,
         )
-
-
-class Pagination(BaseModel):
-    total: int
-    page: int
-    per_page: int
-    total_pages: int
 
 
 class ToolList(BaseModel):

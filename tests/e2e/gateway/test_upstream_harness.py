@@ -75,27 +75,33 @@ async def test_notify_tools_changed_reaches_connected_session(
 
 
 async def test_stop_drops_in_flight_call(upstream_factory: UpstreamFactory) -> None:
+    """The dropped call fails fast; how it fails depends on where the SDK client notices.
+
+    Under load the SDK sometimes reports the dropped connection as a transport ReadError out
+    of its task group instead of an MCPError from call_tool (seen as a flaky failure).
+    """
     upstream = upstream_factory()
-    errors: list[MCPError] = []
+    failures: list[BaseException] = []
 
-    async with session_at(upstream.url) as session:
+    async def call_slow_tool(session: ClientSession) -> None:
+        try:
+            await session.call_tool("slow_echo", {"text": "a", "seconds": 30})
+        except MCPError as exc:
+            failures.append(exc)
 
-        async def call_slow_tool() -> None:
-            try:
-                await session.call_tool("slow_echo", {"text": "a", "seconds": 30})
-            except MCPError as exc:
-                errors.append(exc)
-
-        started = time.perf_counter()
+    started = time.perf_counter()
+    try:
         with anyio.fail_after(3):
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(call_slow_tool)
+            async with session_at(upstream.url) as session, anyio.create_task_group() as tasks:
+                tasks.start_soon(call_slow_tool, session)
                 # initialize, notifications/initialized, then the tools/call itself
                 await wait_until(lambda: [r.method for r in upstream.requests].count("POST") == 3)
                 upstream.stop()
+    except* (httpx2.TransportError, MCPError) as group:
+        failures.extend(group.exceptions)
 
     assert time.perf_counter() - started < 1
-    assert len(errors) == 1
+    assert failures
     assert not upstream.is_running
 
 
