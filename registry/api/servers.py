@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi import status as http_status
 
+from packages.models import MCPServer
 from registry.api.deps import CurrentPrincipal, RuntimeDep
 from registry.api.errors import responses
 from registry.api.schemas.pagination import Pagination
@@ -27,10 +28,26 @@ from registry.api.schemas.servers import (
     ServerListItem,
     ServerPublic,
     ServerUpdate,
+    StateReader,
 )
+from registry.auth import UserContext
+from registry.gateway.status import connection_state_for
+from registry.runtime import Runtime
 from registry.services import servers as service
 
 router = APIRouter(prefix="/servers", tags=["servers"])
+
+
+def _state_reader(runtime: Runtime, principal: UserContext) -> StateReader:
+    """Reads the caller's connection state: app-level, or the caller's own for servers that
+    use per-user credentials (design 004 "Connection Lookup Flow")."""
+    store = runtime.connection_states
+
+    def state_of(server: MCPServer) -> str:
+        document = server.model_dump(by_alias=True)
+        return connection_state_for(store, doc=document, user_id=principal.user_id)[1].value
+
+    return state_of
 
 
 @router.get(
@@ -58,9 +75,9 @@ async def list_servers(
         page=page,
         per_page=per_page,
     )
-    states = runtime.connection_states
+    state_of = _state_reader(runtime, principal)
     return ServerList(
-        servers=[ServerListItem.from_document(s, states=states) for s in result.servers],
+        servers=[ServerListItem.from_document(s, state_of=state_of) for s in result.servers],
         pagination=Pagination.of(result),
     )
 
@@ -81,7 +98,7 @@ async def register_server(
         discovery_timeout_seconds=runtime.settings.discovery_timeout_seconds,
         default_tool_exposure=runtime.settings.default_tool_exposure,
     )
-    return ServerPublic.from_document(server, states=runtime.connection_states)
+    return ServerPublic.from_document(server, state_of=_state_reader(runtime, principal))
 
 
 @router.get(
@@ -94,7 +111,7 @@ async def get_server(
     server_id: str, principal: CurrentPrincipal, runtime: RuntimeDep
 ) -> ServerPublic:
     server = await service.get_server(principal=principal, server_id=server_id)
-    return ServerPublic.from_document(server, states=runtime.connection_states)
+    return ServerPublic.from_document(server, state_of=_state_reader(runtime, principal))
 
 
 @router.patch(
@@ -113,7 +130,7 @@ async def update_server(
         provided_updated_at=body.updated_at,
         states=runtime.connection_states,
     )
-    return ServerPublic.from_document(server, states=runtime.connection_states)
+    return ServerPublic.from_document(server, state_of=_state_reader(runtime, principal))
 
 
 @router.delete(

@@ -16,6 +16,7 @@ Responses mask ``apiKey.key``, ``oauth.client_secret`` and static header values 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self, cast
 from urllib.parse import urlsplit
@@ -24,8 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_valida
 
 from packages.models import MCPServer
 from registry.api.schemas.pagination import Pagination
-from registry.gateway.connection_state import ConnectionStateStore
 from registry.services.server_documents import MASK, ServerFields
+
+# The caller's connection state of a server (app-level or the caller's own, see gateway docs).
+StateReader = Callable[[MCPServer], str]
 
 SERVER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 TITLE_PATTERN = r"^[a-zA-Z0-9 ]+$"
@@ -259,8 +262,8 @@ class ServerListItem(BaseModel):
     connection_state: str = Field(alias="connectionState")
 
     @classmethod
-    def from_document(cls, server: MCPServer, *, states: ConnectionStateStore) -> Self:
-        return cls.model_validate(_flatten(server, states=states))
+    def from_document(cls, server: MCPServer, *, state_of: StateReader) -> Self:
+        return cls.model_validate(_flatten(server, state_of=state_of))
 
 
 class ServerPublic(ServerListItem):
@@ -269,11 +272,11 @@ class ServerPublic(ServerListItem):
     tool_functions: dict[str, Any] | None = Field(default=None, alias="toolFunctions")
 
     @classmethod
-    def from_document(cls, server: MCPServer, *, states: ConnectionStateStore) -> Self:
+    def from_document(cls, server: MCPServer, *, state_of: StateReader) -> Self:
         tool_functions = server.config.root.tool_functions
         return cls.model_validate(
             {
-                **_flatten(server, states=states),
+                **_flatten(server, state_of=state_of),
                 "toolFunctions": {
                     key: value.model_dump(mode="json", exclude_none=True)
                     for key, value in (tool_functions or {}).items()
@@ -289,7 +292,7 @@ def count_tools(server: MCPServer) -> int:
     return len([name for name in tools.split(",") if name.strip()])
 
 
-def _flatten(server: MCPServer, *, states: ConnectionStateStore) -> dict[str, Any]:
+def _flatten(server: MCPServer, *, state_of: StateReader) -> dict[str, Any]:
     """The stored document flattened as design 004 shows it, with secrets masked."""
     config = server.config.root
     api_key = None
@@ -333,7 +336,7 @@ def _flatten(server: MCPServer, *, states: ConnectionStateStore) -> dict[str, An
         "errorMessage": server.error_message,
         "createdAt": server.created_at,
         "updatedAt": server.updated_at,
-        "connectionState": states.state(server_id).value,
+        "connectionState": state_of(server),
     }
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Awaitable, Callable
 
+import anyio
 import httpx
 import pytest
 from bson import ObjectId
@@ -62,10 +65,16 @@ async def test_killed_upstream_errors_marks_server_and_recovers(
 
     async with mcp_client(gateway_service.url("fragile"), caller) as session:
         first = await session.call_tool("echo", {"text": "before"})
-        await wait_until(lambda: True)
-        doc = await gateway_service.server_doc(server_id)
-        assert "lastConnected" in doc
+
+        async def connected_recorded() -> bool:
+            # lastConnected is written in the background, off the call path.
+            return "lastConnected" in await gateway_service.server_doc(server_id)
+
+        await poll(connected_recorded)
         assert await connection_state(gateway_service, server_id, caller.headers) == "connected"
+        async with httpx.AsyncClient(base_url=gateway_service.base_url) as http:
+            detail = await http.get(f"/api/v1/servers/{server_id}", headers=caller.headers)
+        assert detail.json()["connectionState"] == "connected"
 
         upstream.stop()
         errors = []
@@ -98,13 +107,10 @@ async def test_killed_upstream_errors_marks_server_and_recovers(
     assert text_of(after.content[0]) == "after"
 
 
-async def poll(condition: object, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    import time
-
-    import anyio
-
+async def poll(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Await ``condition()`` until it holds, failing after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not await condition():  # type: ignore[operator]
+    while not await condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await anyio.sleep(0.02)
 
