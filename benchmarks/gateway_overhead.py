@@ -15,6 +15,9 @@ What it measures, in one run on one machine:
 
 Both sides use the same client: a lean HTTP/1.1 JSON-RPC client, one keep-alive connection per
 client, each with its own MCP session (``initialize`` + ``notifications/initialized`` first).
+That is the primary figure. ``--sdk`` adds a secondary, clearly labelled measurement with the
+real ``mcp`` SDK client session (``ClientSession`` over ``streamable_http_client``) on both
+sides: sequential ``call_tool`` p50/p99, the latency a typical MCP client sees.
 Baseline recorded in docs/performance.md.
 """
 
@@ -192,6 +195,30 @@ async def throughput(side: Side, clients: int, seconds: float) -> float:
     return done / elapsed
 
 
+async def sdk_sequential(side: Side, calls: int, warmup: int) -> list[float]:
+    """Sequential ``call_tool`` latencies with the real ``mcp`` SDK client session."""
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    latencies = []
+    async with (
+        httpx2.AsyncClient(headers=side.headers, timeout=30) as http,
+        streamable_http_client(side.url, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        for i in range(warmup):
+            await session.call_tool("echo", {"text": f"w{i}"})
+        for i in range(calls):
+            started = time.perf_counter()
+            result = await session.call_tool("echo", {"text": f"m{i}"})
+            latencies.append(time.perf_counter() - started)
+            if result.is_error:
+                raise RuntimeError(f"bad answer through {side.name}: {result}")
+    return latencies
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -337,6 +364,14 @@ async def measure(
         results[f"{name}_p99_ms"] = percentile(values, 0.99) * 1000
     for side in (direct, gateway):
         results[f"{side.name}_rps"] = await throughput(side, args.clients, args.seconds)
+    if args.sdk:
+        sdk: dict[str, list[float]] = {"direct": [], "gateway": []}
+        for _ in range(rounds):
+            for side in (direct, gateway):
+                sdk[side.name] += await sdk_sequential(side, args.calls // rounds, args.warmup)
+        for name, values in sdk.items():
+            results[f"sdk_{name}_p50_ms"] = statistics.median(values) * 1000
+            results[f"sdk_{name}_p99_ms"] = percentile(values, 0.99) * 1000
     results["p50_ratio"] = results["gateway_p50_ms"] / results["direct_p50_ms"]
     results["p99_ratio"] = results["gateway_p99_ms"] / results["direct_p99_ms"]
     results["throughput_ratio"] = results["gateway_rps"] / results["direct_rps"]
@@ -360,6 +395,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--profile", default=None, help="write a cProfile of the service here")
+    parser.add_argument(
+        "--sdk",
+        action="store_true",
+        help="also measure sequential calls with the real mcp SDK client session (secondary)",
+    )
     args = parser.parse_args()
 
     jwt_secret = secrets.token_hex(32)
@@ -436,6 +476,13 @@ def _run(args: argparse.Namespace, jwt_secret: str, tmp: str) -> int:
         f"  throughput      direct {results['direct_rps']:.0f}/s   gateway "
         f"{results['gateway_rps']:.0f}/s   ratio {results['throughput_ratio']:.2f}  (goal >= 0.6)"
     )
+    if args.sdk:
+        for q in ("p50", "p99"):
+            direct_ms, gateway_ms = results[f"sdk_direct_{q}_ms"], results[f"sdk_gateway_{q}_ms"]
+            print(
+                f"  [mcp SDK client, secondary] sequential {q}  direct {direct_ms:.3f} ms   "
+                f"gateway {gateway_ms:.3f} ms   ratio {gateway_ms / direct_ms:.2f}"
+            )
     return 0
 
 

@@ -34,6 +34,7 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -231,17 +232,20 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         response = self.response
-        if response is None:
-            self.close()  # bytes nobody asked for: the connection is not reusable
+        if response is None or response.complete:
+            # Bytes nobody asked for: the connection is not reusable.
+            if response is not None:
+                response._keep_alive = False
+            self.close()
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             response._fail(UpstreamHttpError(f"Invalid HTTP response: {exc}"))
             self.close()
 

@@ -225,6 +225,10 @@ class Relay:
                 if scanner.feed(chunk) and self.on_tools_changed is not None:
                     self.on_tools_changed(server)
                 answered = answered or b"data:" in chunk
+                if response.at_eof and (answered or not writer.is_sse):
+                    # The upstream's last bytes and the end of its stream arrived together.
+                    await writer.end(chunk)
+                    return None
                 await writer.chunk(chunk)
         except (Http1Error, TimeoutError) as exc:
             failure = translate(exc, server)

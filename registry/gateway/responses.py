@@ -76,5 +76,6 @@ class StreamWriter:
         prefix = b"" if self._at_boundary else b"\n\n"
         await self.chunk(prefix + sse_event(error_body(request_id, code, message)))
 
-    async def end(self) -> None:
-        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+    async def end(self, data: bytes = b"") -> None:
+        """End the response, with its last ``data`` if any (one write instead of two)."""
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
