@@ -14,6 +14,7 @@ from datetime import timedelta
 import structlog
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from packages.database.connection import create_client, ping
 from packages.database.embedded import EmbeddedMongo
@@ -36,6 +37,7 @@ from registry.services.tokens import find_user_credential
 log = structlog.get_logger("registry.app")
 
 EMBEDDED_DB_DIR = "mongo"
+GATEWAY_ROOT = "/mcp"
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -150,9 +152,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("service_stopped")
 
 
+class RegistryApp(FastAPI):
+    """The FastAPI application, with MCP traffic under ``/mcp`` sent straight to the gateway.
+
+    Every tool call crosses the gateway, so its latency is the product's: FastAPI's routing,
+    exception middleware and per-request hooks cost more than the relay work itself. The REST
+    API keeps the full stack; the gateway gets only the request id.
+    """
+
+    gateway_entry: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.gateway_entry is not None:
+            path: str = scope["path"]
+            if path == GATEWAY_ROOT or path.startswith(GATEWAY_ROOT + "/"):
+                await self.gateway_entry({**scope, "root_path": GATEWAY_ROOT}, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI application; nothing connects until the lifespan starts."""
-    app = FastAPI(
+    app = RegistryApp(
         title="MCP Gateway Registry",
         version="0.1.0",
         description="Register MCP servers, govern their tools, keep credentials encrypted and "
@@ -170,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(api_router)
-    install_gateway(app, credential_finder=find_user_credential)
+    gateway = install_gateway(app, credential_finder=find_user_credential)
+    app.gateway_entry = RequestContextMiddleware(gateway)
     app.include_router(metrics_router)
     return app
