@@ -80,6 +80,27 @@ class ServerTools:
     cached: bool
 
 
+async def _record_mutation(
+    operation: str,
+    *,
+    server_id: str,
+    principal: UserContext,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    ok: bool,
+) -> None:
+    """The audit entry and the operation counter every server mutation leaves behind."""
+    await record_audit(
+        action=operation,
+        entity_type="server",
+        entity_id=server_id,
+        actor=principal,
+        before=before,
+        after=after,
+    )
+    _count(operation, ok=ok)
+
+
 def _count(operation: str, *, ok: bool) -> None:
     SERVER_OPERATIONS.labels(operation=operation, status="success" if ok else "error").inc()
 
@@ -292,15 +313,14 @@ async def update_server(
         )
     if CONNECTION_FIELDS.intersection(fields):
         states.forget_server(server_id)
-    await record_audit(
-        action="update",
-        entity_type="server",
-        entity_id=server_id,
-        actor=principal,
+    await _record_mutation(
+        "update",
+        server_id=server_id,
+        principal=principal,
         before=snapshot(before),
         after=snapshot(after),
+        ok=True,
     )
-    _count("update", ok=True)
     log.info("server_updated", server_id=server_id, fields=sorted(fields))
     return as_server(after)
 
@@ -318,14 +338,14 @@ async def delete_server(
             raise NotFoundError(SERVER_NOT_FOUND, resource="server", resource_id=server_id)
     states.forget_server(server_id)
     await forget_server(server_id=oid)
-    await record_audit(
-        action="delete",
-        entity_type="server",
-        entity_id=server_id,
-        actor=principal,
+    await _record_mutation(
+        "delete",
+        server_id=server_id,
+        principal=principal,
         before=snapshot(before),
+        after=None,
+        ok=True,
     )
-    _count("delete", ok=True)
     log.info("server_deleted", server_id=server_id, server_name=before.get("serverName"))
 
 
@@ -344,15 +364,14 @@ async def toggle_server(*, principal: UserContext, server_id: str, enabled: bool
     latest = await collection().find_one({"_id": object_id(server_id)})
     if latest is not None:
         after = dict(latest)
-    await record_audit(
-        action="toggle",
-        entity_type="server",
-        entity_id=server_id,
-        actor=principal,
+    await _record_mutation(
+        "toggle",
+        server_id=server_id,
+        principal=principal,
         before=snapshot(before),
         after=snapshot(after),
+        ok=True,
     )
-    _count("toggle", ok=True)
     log.info("server_toggled", server_id=server_id, status=status)
     return as_server(after)
 
@@ -388,15 +407,14 @@ async def refresh_server(
             principal=principal,
             default_tool_exposure=default_tool_exposure,
         )
-    await record_audit(
-        action="refresh",
-        entity_type="server",
-        entity_id=server_id,
-        actor=principal,
+    await _record_mutation(
+        "refresh",
+        server_id=server_id,
+        principal=principal,
         before=snapshot(before),
         after=snapshot(after),
+        ok=outcome.succeeded,
     )
-    _count("refresh", ok=outcome.succeeded)
     log.info(
         "server_refreshed",
         server_id=server_id,
