@@ -18,7 +18,7 @@ from beanie import SortDirection
 from bson import ObjectId
 
 from packages.database.encryption import DecryptionError, decrypt_value
-from packages.models import MCPServer, Token
+from packages.models import MCPServer
 from packages.models.tools import SyncOutcome, SyncRun, SyncTrigger
 from registry.auth import UserContext
 from registry.auth.acl import Action, authorize_server, server_visibility_filter
@@ -32,6 +32,7 @@ from registry.services.catalog_sync import (
     sync_server_tools,
 )
 from registry.services.pagination import PageWindow
+from registry.services.tokens import find_user_credential
 
 log = structlog.get_logger("registry.catalog")
 
@@ -55,22 +56,12 @@ def _parse_server_id(server_id: str) -> ObjectId:
     return ObjectId(server_id)
 
 
-async def _user_token(*, user_id: ObjectId, stored_type: str, identifier: str) -> str | None:
-    record = await Token.find_one(
-        {
-            "userId": user_id,
-            "type": stored_type,
-            "identifier": identifier,
-            "expiresAt": {"$gt": datetime.now(UTC)},
-        }
+async def _user_token(*, user_id: ObjectId, kind: str, server_name: str) -> str | None:
+    # The tokens service owns the record layout (types, identifiers, expiry, decryption).
+    credential = await find_user_credential(
+        user_id=user_id, server_name=server_name, now=datetime.now(UTC), kinds={kind}
     )
-    if record is None:
-        return None
-    try:
-        return decrypt_value(record.token)
-    except DecryptionError:
-        log.warning("stored_credential_unreadable", identifier=identifier)
-        return None
+    return credential.value if credential is not None else None
 
 
 async def discovery_headers(server: MCPServer, *, user_id: ObjectId | None) -> dict[str, str]:
@@ -95,9 +86,7 @@ async def discovery_headers(server: MCPServer, *, user_id: ObjectId | None) -> d
                     "The server's API key cannot be decrypted"
                 ) from exc
         elif api_key.source == "user":
-            key = await _user_token(
-                user_id=owner, stored_type="mcp_api_key", identifier=f"mcp:{name}:api_key"
-            )
+            key = await _user_token(user_id=owner, kind="api_key", server_name=name)
         if not key:
             raise CredentialUnavailableError("No API key is available for this server")
         headers.update(
@@ -108,7 +97,7 @@ async def discovery_headers(server: MCPServer, *, user_id: ObjectId | None) -> d
             )
         )
     elif config.requires_oauth or config.oauth is not None:
-        token = await _user_token(user_id=owner, stored_type="mcp_oauth", identifier=f"mcp:{name}")
+        token = await _user_token(user_id=owner, kind="oauth_access", server_name=name)
         if token is None:
             raise CredentialUnavailableError("No OAuth access token is available for this server")
         headers["Authorization"] = f"Bearer {token}"

@@ -14,6 +14,7 @@ before MongoDB's TTL monitor removes it.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -323,20 +324,28 @@ _GATEWAY_KINDS = (ACCESS, API_KEY)
 
 
 async def find_user_credential(
-    *, user_id: ObjectId, server_name: str, now: datetime
+    *,
+    user_id: ObjectId,
+    server_name: str,
+    now: datetime,
+    kinds: Collection[str] | None = None,
 ) -> UserCredential | None:
     """The user's usable credential for ``server_name``, or None.
 
     Prefers an unexpired OAuth access token (``mcp_oauth``, ``mcp:{server}``) over an API key
-    (``mcp_api_key``, ``mcp:{server}:api_key``); newer records win within a kind. Expired
-    records are never returned. A record whose value does not decrypt is skipped (and
-    logged), so a readable API key still serves when the OAuth record is unreadable.
+    (``mcp_api_key``, ``mcp:{server}:api_key``); newer records win within a kind. ``kinds``
+    (API types, e.g. ``{"api_key"}``) restricts the search. Expired records are never
+    returned. A record whose value does not decrypt is skipped (and logged), so a readable API
+    key still serves when the OAuth record is unreadable.
     """
+    wanted = [kind for kind in _GATEWAY_KINDS if kinds is None or kind.api_type in kinds]
+    if not wanted:
+        return None
     query = {
         "userId": user_id,
         "$or": [
             {"type": kind.stored_type, "identifier": kind.stored_identifier(server_name)}
-            for kind in _GATEWAY_KINDS
+            for kind in wanted
         ],
         "expiresAt": {"$gt": now},
     }

@@ -131,3 +131,46 @@ async def test_worker_backs_off_on_down_upstream_and_recovers(
         assert (schedule.consecutive_failures, schedule.last_outcome) == (0, "success")
     finally:
         await worker.stop()
+
+
+async def test_sync_per_user_key_server_uses_the_callers_stored_key(
+    app: FastAPI, client: AsyncClient, settings: Settings, upstream_factory: UpstreamFactory
+) -> None:
+    """A shared_user server has no key of its own: a manual sync uses the caller's stored key
+    (looked up through the tokens service), and fails clearly when there is none."""
+    upstream = upstream_factory(name="peruser", auth="custom", api_key=KEY, custom_header="X-Key")
+    server = await insert_server(name="peruser", url=upstream.url, scope="shared_user")
+    await MCPServer.get_pymongo_collection().update_one(
+        {"_id": server.id},
+        {
+            "$set": {
+                "config.apiKey": {
+                    "source": "user",
+                    "authorization_type": "custom",
+                    "custom_header": "X-Key",
+                }
+            }
+        },
+    )
+    admin = make_caller(settings, role="admin")
+    url = f"/api/v1/sync/servers/{server.id}"
+
+    without_key = await client.post(url, headers=admin.headers)
+    assert without_key.status_code == 200, without_key.text
+    assert without_key.json()["outcome"] == "error"
+    assert (
+        without_key.json()["error"] == "No credential is available to discover this server's tools"
+    )
+    assert upstream.requests_seen == []
+
+    stored = await client.post(
+        "/api/v1/tokens",
+        headers=admin.headers,
+        json={"type": "api_key", "identifier": "peruser", "token": KEY},
+    )
+    assert stored.status_code == 201, stored.text
+    with_key = await client.post(url, headers=admin.headers)
+
+    assert with_key.json()["outcome"] == "success"
+    assert with_key.json()["counts"]["added"] == len(DEFAULT_TOOLS)
+    assert upstream.requests_seen[0]["x-key"] == KEY
