@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from packages.models.audit import AuditLog
 from registry.api.deps import AdminPrincipal
 from registry.api.errors import responses
-from registry.api.schemas.pagination import Pagination
+from registry.api.schemas.pagination import Page, Pagination, PerPage
 from registry.services.audit_queries import AuditQuery, list_audit_logs
 
 router = APIRouter(prefix="/audit-logs", tags=["audit"])
@@ -64,8 +64,8 @@ async def list_audit_entries(
     user_id: Annotated[str | None, _FILTER] = None,
     action: Annotated[str | None, _FILTER] = None,
     entity_type: Annotated[str | None, _FILTER] = None,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: Page = 1,
+    per_page: PerPage = 20,
 ) -> AuditLogList:
     query = AuditQuery(entity_id=entity_id, user_id=user_id, action=action, entity_type=entity_type)
     result = await list_audit_logs(query=query, page=page, per_page=per_page)

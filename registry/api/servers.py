@@ -14,7 +14,7 @@ from fastapi import status as http_status
 from packages.models import MCPServer
 from registry.api.deps import CurrentPrincipal, RuntimeDep
 from registry.api.errors import responses
-from registry.api.schemas.pagination import Pagination
+from registry.api.schemas.pagination import Pagination, PerPage
 from registry.api.schemas.server_actions import (
     RefreshResponse,
     ServerToolsResponse,
@@ -64,7 +64,7 @@ async def list_servers(
     status: Literal["active", "inactive", "error"] | None = None,
     author: Annotated[str | None, Query(pattern=OBJECT_ID_PATTERN)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=100)] = 20,
+    per_page: PerPage = 20,
 ) -> ServerList:
     result = await service.list_servers(
         principal=principal,

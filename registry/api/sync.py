@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from registry.api.deps import CurrentPrincipal, SettingsDep
 from registry.api.errors import responses
-from registry.api.schemas.pagination import Pagination
+from registry.api.schemas.pagination import Page, Pagination, PerPage
 from registry.api.schemas.tools import SyncRunList, SyncRunPublic
 from registry.services.catalog_runs import list_sync_runs, sync_server_now
 
@@ -38,8 +38,8 @@ async def list_runs(
     user: CurrentPrincipal,
     server_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     outcome: Literal["running", "success", "error"] | None = None,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: Page = 1,
+    per_page: PerPage = 20,
 ) -> SyncRunList:
     result = await list_sync_runs(
         user=user, server_id=server_id, outcome=outcome, page=page, per_page=per_page

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from registry.api.deps import CurrentPrincipal, RuntimeDep
 from registry.api.errors import responses
-from registry.api.schemas.pagination import Pagination
+from registry.api.schemas.pagination import Page, Pagination, PerPage
 from registry.api.schemas.tokens import (
     GenerateTokensRequest,
     GenerateTokensResponse,
@@ -97,8 +97,8 @@ async def list_tokens(
     type: Annotated[ApiTokenType | None, Query()] = None,  # the design names it "type"
     identifier: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     user_id: Annotated[str | None, Query(pattern=_OBJECT_ID)] = None,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=100)] = 50,
+    page: Page = 1,
+    per_page: PerPage = 50,
 ) -> TokenList:
     result = await tokens.list_tokens(
         user=user,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from packages.models.tools import METADATA_FIELDS
 from registry.api.deps import CurrentPrincipal
 from registry.api.errors import responses
-from registry.api.schemas.pagination import Pagination
+from registry.api.schemas.pagination import Page, Pagination, PerPage
 from registry.api.schemas.tools import (
     ToolHistory,
     ToolList,
@@ -30,8 +30,6 @@ from registry.services.catalog_tools import (
 router = APIRouter(prefix="/tools", tags=["tools"])
 
 _FILTER = Query(min_length=1, max_length=200)
-Page = Annotated[int, Query(ge=1, le=1_000_000)]
-PerPage = Annotated[int, Query(ge=1, le=100)]
 
 
 def _changes(body: ToolUpdate) -> ToolChanges:

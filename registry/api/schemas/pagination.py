@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Query
 from pydantic import BaseModel
 
 from registry.services.pagination import PageWindow
+
+# The query parameters of every paginated list (the servers list bounds ``page`` lower).
+Page = Annotated[int, Query(ge=1, le=1_000_000)]
+PerPage = Annotated[int, Query(ge=1, le=100)]
 
 
 class Pagination(BaseModel):
