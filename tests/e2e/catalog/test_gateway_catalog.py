@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
-from mcp.types import TextContent
 
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
 from tests.factories import Caller, make_caller
-from tests.support import DEFAULT_TOOLS, RunningUpstream
+from tests.support import DEFAULT_TOOLS, RunningUpstream, wait_until
 from tests.support.fixtures import UpstreamFactory
+from tests.support.mcp_messages import text_of
 
 pytestmark = pytest.mark.e2e
 
@@ -23,11 +20,6 @@ pytestmark = pytest.mark.e2e
 def posts(upstream: RunningUpstream) -> int:
     """POSTs the upstream received (the client's GET stream may open at any time)."""
     return sum(1 for request in upstream.requests if request.method == "POST")
-
-
-def text_of(content: object) -> str:
-    assert isinstance(content, TextContent)
-    return content.text
 
 
 async def api(
@@ -150,7 +142,7 @@ async def test_destructive_call_flagged_in_audit(
         found[:] = await audit.find({"action": "tool_call_destructive"}).to_list()
         return bool(found)
 
-    await wait_async(poll)
+    await wait_until(poll)
     assert len(found) == 1
     assert found[0]["user_id"] == user.id
     assert found[0]["changes"]["after"] == {"server": "alpha", "tool": "delete_everything"}
@@ -193,18 +185,24 @@ async def test_tool_added_upstream_appears_after_list_changed(
     async with mcp_client(gateway_service.url("alpha"), user) as session:
         first = {tool.name for tool in (await session.list_tools()).tools}
         # The SDK client opens its GET event stream after initialize; wait until it is up.
-        await wait_async(lambda: _has_get_stream(upstream))
+        await wait_until(lambda: _has_get_stream(upstream))
         upstream.add_tool("get_weather", "Weather now.")
         upstream.notify_tools_changed()
 
         async def catalogued_now() -> bool:
-            response = await api(
-                gateway_service, "GET", "/api/v1/tools", params={"query": "get_weather"}
+            # Wait for the whole sync run that added the tool, not just the tool row: the
+            # gateway's exposed-tool cache is invalidated when the run finishes (waiting on the
+            # row alone made this test flaky), and an earlier list_changed run may exist.
+            response = await api(gateway_service, "GET", "/api/v1/sync/runs")
+            runs: list[dict[str, Any]] = response.json()["sync_runs"]
+            return any(
+                run["trigger"] == "list_changed"
+                and run["outcome"] == "success"
+                and run["counts"]["added"] == 1
+                for run in runs
             )
-            total: int = response.json()["pagination"]["total"]
-            return total == 1
 
-        await wait_async(catalogued_now, timeout=10)
+        await wait_until(catalogued_now, timeout=10)
         listed = {tool.name for tool in (await session.list_tools()).tools}
         weather = await session.call_tool("get_weather", {})
 
@@ -264,19 +262,6 @@ async def test_combined_endpoint_shows_each_user_exactly_their_tools(
     assert invalid.value.error.code == -32602
     assert hidden.value.error.message == "Tool 'echo_mcp_gamma' is not available to you"
     assert restricted.value.error.message == "Tool 'add_mcp_beta' is not available to you"
-
-
-async def wait_async(
-    condition: Callable[[], Awaitable[bool]],
-    *,
-    timeout: float = 5.0,  # noqa: ASYNC109 - the polling deadline, as in wait_until
-) -> None:
-    """Poll an async condition with a deadline (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        await anyio.sleep(0.05)
 
 
 async def test_uncatalogued_server_relayed_but_absent_from_combined(

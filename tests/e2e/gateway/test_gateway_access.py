@@ -8,32 +8,17 @@ from typing import Any
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
-from mcp.types import TextContent
 
 from registry.gateway import policy
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
 from tests.factories import Caller
 from tests.support.fixtures import UpstreamFactory
+from tests.support.mcp_messages import INITIALIZE_REQUEST, text_of
 
 pytestmark = pytest.mark.e2e
 
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"},
-    },
-}
 ACCEPT = {"accept": "application/json, text/event-stream"}
 USER_KEY = {"source": "user", "authorization_type": "bearer"}
-
-
-def text_of(content: object) -> str:
-    assert isinstance(content, TextContent)
-    return content.text
 
 
 def leaves(group: BaseExceptionGroup[MCPError]) -> list[MCPError]:
@@ -57,7 +42,7 @@ async def initialize_error(url: str, caller: Caller) -> MCPError:
 
 async def raw_initialize(url: str, headers: dict[str, str]) -> httpx.Response:
     async with httpx.AsyncClient(headers={**headers, **ACCEPT}) as http:
-        return await http.post(url, json=INIT)
+        return await http.post(url, json=INITIALIZE_REQUEST)
 
 
 async def test_private_server_of_another_user_is_not_found(

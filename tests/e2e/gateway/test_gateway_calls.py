@@ -6,20 +6,15 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp.types import TextContent
 
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
 from tests.support import DEFAULT_TOOLS
 from tests.support.fixtures import UpstreamFactory
+from tests.support.mcp_messages import text_of
 
 pytestmark = pytest.mark.e2e
 
 KEY = "sk-upstream-0123456789abcdef"
-
-
-def text_of(content: object) -> str:
-    assert isinstance(content, TextContent)
-    return content.text
 
 
 async def test_tool_call_round_trip(

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Awaitable, Callable
 
-import anyio
 import httpx
 import pytest
 from bson import ObjectId
 from mcp.shared.exceptions import MCPError
-from mcp.types import TextContent
 
 from registry.gateway.metrics import GATEWAY_CALLS
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
 from tests.support import wait_until
 from tests.support.fixtures import UpstreamFactory
+from tests.support.mcp_messages import INITIALIZE_REQUEST, text_of
 
 pytestmark = pytest.mark.e2e
-
-
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"},
-    },
-}
 
 
 def call(tool: str, arguments: dict[str, object], request_id: int = 2) -> dict[str, object]:
@@ -40,11 +25,6 @@ def call(tool: str, arguments: dict[str, object], request_id: int = 2) -> dict[s
         "method": "tools/call",
         "params": {"name": tool, "arguments": arguments},
     }
-
-
-def text_of(content: object) -> str:
-    assert isinstance(content, TextContent)
-    return content.text
 
 
 async def connection_state(service: GatewayService, server_id: str, headers: dict[str, str]) -> str:
@@ -70,7 +50,7 @@ async def test_killed_upstream_errors_marks_server_and_recovers(
             # lastConnected is written in the background, off the call path.
             return "lastConnected" in await gateway_service.server_doc(server_id)
 
-        await poll(connected_recorded)
+        await wait_until(connected_recorded)
         assert await connection_state(gateway_service, server_id, caller.headers) == "connected"
         async with httpx.AsyncClient(base_url=gateway_service.base_url) as http:
             detail = await http.get(f"/api/v1/servers/{server_id}", headers=caller.headers)
@@ -87,7 +67,7 @@ async def test_killed_upstream_errors_marks_server_and_recovers(
             stored = await gateway_service.server_doc(server_id)
             return stored.get("status") == "error" and "lastError" in stored
 
-        await poll(marked)
+        await wait_until(marked)
         failed_doc = await gateway_service.server_doc(server_id)
         assert await connection_state(gateway_service, server_id, caller.headers) == "error"
 
@@ -98,21 +78,13 @@ async def test_killed_upstream_errors_marks_server_and_recovers(
             stored = await gateway_service.server_doc(server_id)
             return stored.get("status") == "active" and "lastError" not in stored
 
-        await poll(recovered)
+        await wait_until(recovered)
         assert await connection_state(gateway_service, server_id, caller.headers) == "connected"
 
     assert text_of(first.content[0]) == "before"
     assert errors[0] == (f"Could not connect to upstream 'fragile' at {upstream.url}")
     assert failed_doc["errorMessage"] == errors[-1]
     assert text_of(after.content[0]) == "after"
-
-
-async def poll(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    """Await ``condition()`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await anyio.sleep(0.02)
 
 
 async def test_expired_upstream_session_is_reinitialized(
@@ -212,7 +184,7 @@ async def test_big_result_streams_through(
         result = await session.call_tool("big_result", {"size_kb": 400})
     headers = {**caller.headers, "accept": "application/json, text/event-stream"}
     async with httpx.AsyncClient(headers=headers, timeout=30) as http:
-        init = await http.post(gateway_service.url("bulky"), json=INIT)
+        init = await http.post(gateway_service.url("bulky"), json=INITIALIZE_REQUEST)
         chunks = 0
         body = b""
         async with http.stream(

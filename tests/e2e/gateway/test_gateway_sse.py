@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from mcp.types import TextContent
 
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
 from tests.support import DEFAULT_TOOLS
 from tests.support.fixtures import UpstreamFactory
+from tests.support.mcp_messages import text_of
 
 pytestmark = pytest.mark.e2e
 
 KEY = "sk-sse-0123456789"
-
-
-def text_of(content: object) -> str:
-    assert isinstance(content, TextContent)
-    return content.text
 
 
 async def test_sse_upstream_round_trip_with_key(

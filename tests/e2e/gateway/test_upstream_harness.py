@@ -12,11 +12,12 @@ import pytest
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import TextContent, ToolListChangedNotification
+from mcp.types import ToolListChangedNotification
 
 from registry.gateway import discover
 from tests.support import DEFAULT_TOOLS, UpstreamSpec, start_upstream_process, wait_until
 from tests.support.fixtures import UpstreamFactory
+from tests.support.mcp_messages import text_of
 
 pytestmark = pytest.mark.e2e
 
@@ -36,11 +37,6 @@ async def session_at(
     ):
         await session.initialize()
         yield session
-
-
-def text_of(content: object) -> str:
-    assert isinstance(content, TextContent)
-    return content.text
 
 
 async def test_tools_report_header_name_and_sizes(upstream_factory: UpstreamFactory) -> None:
