@@ -294,8 +294,10 @@ async def sync_server_tools(
 ) -> SyncRunResult:
     """Reconcile the catalog of ``server`` with the tools its upstream just listed.
 
-    Records a ``SyncRun`` (outcome ``success`` with counts, or ``error``) and then recomputes
-    the server document's exposed tools. Duplicate names in ``discovered`` keep the first.
+    Recomputes the server document's exposed tools and drops cached tool sets before the
+    ``SyncRun`` is recorded as finished (outcome ``success`` with counts, or ``error``), so a
+    finished run means the new tools are served. Duplicate names in ``discovered`` keep the
+    first.
     Raises RegistryError when a tool keeps changing under concurrent writes (the run is
     recorded as ``error``).
     """
@@ -327,14 +329,17 @@ async def sync_server_tools(
         for name, tool in unique.items():
             await writer.apply(tool, existing.get(name))
         await writer.finish(list(unique))
+        counts = writer.counts
+        if counts.added or counts.updated or counts.stale or counts.reactivated:
+            # Before the run is marked finished: whoever sees a finished run must not be
+            # served the tool set from before it.
+            catalog_cache.invalidate(server.id)
+        exposed = await refresh_server_exposure(server_id=server.id)
     except RegistryError as exc:
+        catalog_cache.invalidate(server.id)
         await _finish_run(run, outcome="error", error=exc.message, counts=writer.counts)
         raise
     await _finish_run(run, outcome="success", error=None, counts=writer.counts)
-    exposed = await refresh_server_exposure(server_id=server.id)
-    counts = writer.counts
-    if counts.added or counts.updated or counts.stale or counts.reactivated:
-        catalog_cache.invalidate(server.id)
     log.info(
         "catalog_synced",
         server_id=str(server.id),
