@@ -127,6 +127,10 @@ class ToolPolicy:
         """The entries of an upstream ``tools/list`` result that ``user`` may see."""
         known = await self.catalog.known(server.id)
         if not known:
+            if tools:
+                # Never synced (e.g. written by the external app): catalog it soon so its
+                # tools are governed individually from then on.
+                self.tools_changed(server, reason="uncatalogued")
             return tools if self.uncatalogued_passthrough else []
         exposed = await self.catalog.exposed(server.id)
         visible: list[dict[str, Any]] = []

@@ -45,6 +45,8 @@ UpstreamTransport = Literal["streamable-http", "sse"]
 
 MAX_TOOL_PAGES = 100
 CLIENT_INFO = Implementation(name="mcp-gateway-registry", version="0.1.0")
+# Lets upstream operators tell the registry's discovery sessions from relayed client traffic.
+DISCOVERY_USER_AGENT = f"{CLIENT_INFO.name}-discovery/{CLIENT_INFO.version}"
 
 # RFC 9110 token: what a header name may contain.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -236,7 +238,7 @@ async def _open_session(
         auth: httpx2.Auth | None = None,
     ) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(
-            headers=headers,
+            headers={"user-agent": DISCOVERY_USER_AGENT, **(headers or {})},
             timeout=timeout or httpx2.Timeout(timeout_seconds),
             auth=auth,
             event_hooks={"response": [record_status]},

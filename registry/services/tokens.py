@@ -13,7 +13,9 @@ before MongoDB's TTL monitor removes it.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import weakref
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -163,6 +165,23 @@ def live_filter(token_id: str, now: datetime) -> dict[str, Any]:
     return {"_id": oid, "type": {"$in": list(STORED_TYPES)}, "expiresAt": {"$gt": now}}
 
 
+# Concurrent upserts of one (user, type, identifier) can both insert: MongoDB only prevents
+# that with a unique index, and the collection is the external app's, which does not declare
+# one (and may write such duplicates itself). Serialise them within this process; readers pick
+# the newest record anyway.
+_store_locks: weakref.WeakValueDictionary[tuple[ObjectId, str, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _store_lock(key: tuple[ObjectId, str, str]) -> asyncio.Lock:
+    lock = _store_locks.get(key)
+    if lock is None:
+        lock = asyncio.Lock()
+        _store_locks[key] = lock
+    return lock
+
+
 async def store_token(
     *,
     user: UserContext,
@@ -194,12 +213,14 @@ async def store_token(
         fields["metadata"] = metadata
     else:
         update["$unset"] = {"metadata": ""}
-    doc = await tokens_collection().find_one_and_update(
-        {"userId": owner, "type": kind.stored_type, "identifier": stored_identifier},
-        update,
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
-    )
+    key = (owner, kind.stored_type, stored_identifier)
+    async with _store_lock(key):
+        doc = await tokens_collection().find_one_and_update(
+            {"userId": owner, "type": kind.stored_type, "identifier": stored_identifier},
+            update,
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
     assert doc is not None  # upsert=True always returns the document
     stored = as_stored(doc)
     replaced = doc["_id"] != new_id

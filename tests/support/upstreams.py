@@ -34,6 +34,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ListToolsResult, PaginatedRequestParams, ToolAnnotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from registry.gateway.upstream import DISCOVERY_USER_AGENT
 from tests.support.asgi_server import STOP_TIMEOUT_SECONDS, ThreadedASGIServer
 
 Transport = Literal["streamable-http", "sse"]
@@ -99,6 +100,16 @@ class RunningUpstream:
         _add_default_tools(self.mcp, spec)
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._http = ThreadedASGIServer(self.build_app, name=f"upstream-{spec.name}")
+
+    @property
+    def relayed_requests_seen(self) -> list[dict[str, str]]:
+        """``requests_seen`` without the registry's own discovery sessions (catalog syncs
+        may run at any time in the background)."""
+        return [
+            seen
+            for seen in self.requests_seen
+            if not seen.get("user-agent", "").startswith(DISCOVERY_USER_AGENT)
+        ]
 
     # -- addresses and lifecycle -----------------------------------------------------------
 

@@ -268,16 +268,25 @@ async def test_uncatalogued_server_relayed_but_absent_from_combined(
     gateway_service: GatewayService, upstream_factory: UpstreamFactory
 ) -> None:
     """A server the catalog has never synced (written by the external app) is relayed as the
-    default exposure (active) would govern it; the combined server lists catalog tools only."""
+    default exposure (active) would govern it; the combined server lists catalog tools only,
+    and the first ``tools/list`` through the gateway gets the server catalogued."""
     upstream = upstream_factory(name="legacy")
     await gateway_service.add_server("legacy", upstream.url)
     user = gateway_service.caller()
+    combined_url = f"{gateway_service.base_url}/mcp"
 
+    combined_before = await names_via(combined_url, user)
     direct = await names_via(gateway_service.url("legacy"), user)
-    combined = await names_via(f"{gateway_service.base_url}/mcp", user)
 
+    async def catalogued_now() -> bool:
+        return bool(await names_via(combined_url, user))
+
+    await wait_until(catalogued_now, timeout=10)
+    combined_after = await names_via(combined_url, user)
+
+    assert combined_before == set()
     assert direct == set(DEFAULT_TOOLS)
-    assert combined == set()
+    assert combined_after == {f"{name}_mcp_legacy" for name in DEFAULT_TOOLS}
 
 
 async def test_combined_endpoint_answers_exact_path_without_redirect(

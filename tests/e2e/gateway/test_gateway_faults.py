@@ -107,7 +107,7 @@ async def test_expired_upstream_session_is_reinitialized(
         again = await session.call_tool("echo", {"text": "two"})
 
     assert text_of(again.content[0]) == "two"
-    session_ids = {seen.get("mcp-session-id") for seen in upstream.requests_seen} - {None}
+    session_ids = {seen.get("mcp-session-id") for seen in upstream.relayed_requests_seen} - {None}
     assert len(session_ids) == 2
 
 

@@ -57,5 +57,7 @@ async def test_sse_upstream_restart_reinitializes(
         again = await session.call_tool("echo", {"text": "two"})
 
     assert text_of(again.content[0]) == "two"
-    streams = [seen for seen in upstream.requests_seen if seen.get("accept") == "text/event-stream"]
+    streams = [
+        seen for seen in upstream.relayed_requests_seen if seen.get("accept") == "text/event-stream"
+    ]
     assert len(streams) == 2

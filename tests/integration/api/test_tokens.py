@@ -135,6 +135,22 @@ async def test_create_token_twice_replaces_the_value(
     _assert_no_plaintext(docs[0], "first-value-aaaaaaaa", "second-value-bbbbbbb")
 
 
+async def test_create_token_concurrently_keeps_one_record(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    """Simultaneous stores of one (user, type, server) never leave duplicate records."""
+    caller = make_caller(settings)
+    values = [f"{SECRET}-{index}" for index in range(12)]
+
+    created = await asyncio.gather(*(_store(client, caller, token=value) for value in values))
+
+    tokens = mongo_client[settings.mongo_db]["tokens"]
+    docs = await tokens.find({"userId": ObjectId(caller.id), "type": "mcp_oauth"}).to_list()
+    assert len(docs) == 1
+    assert {record["id"] for record in created} == {str(docs[0]["_id"])}
+    assert ENCRYPTION.decrypt(docs[0]["token"]) in values
+
+
 async def test_create_token_expiry_in_past_is_rejected(
     client: AsyncClient, mongo_client: MongoClient, settings: Settings
 ) -> None:
