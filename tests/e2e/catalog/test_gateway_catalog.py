@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp.types import ToolListChangedNotification
 
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
 from tests.factories import Caller, make_caller
@@ -181,8 +182,12 @@ async def test_tool_added_upstream_appears_after_list_changed(
     upstream = upstream_factory(name="alpha")
     await catalogued(gateway_service, "alpha", upstream.url)
     user = gateway_service.caller()
+    received: list[object] = []
 
-    async with mcp_client(gateway_service.url("alpha"), user) as session:
+    async def collect(message: object) -> None:
+        received.append(message)
+
+    async with mcp_client(gateway_service.url("alpha"), user, message_handler=collect) as session:
         first = {tool.name for tool in (await session.list_tools()).tools}
         # The SDK client opens its GET event stream after initialize; wait until it is up.
         await wait_until(lambda: _has_get_stream(upstream))
@@ -203,6 +208,8 @@ async def test_tool_added_upstream_appears_after_list_changed(
             )
 
         await wait_until(catalogued_now, timeout=10)
+        # The gateway relays the notification to the client on its GET event stream too.
+        await wait_until(lambda: any(isinstance(m, ToolListChangedNotification) for m in received))
         listed = {tool.name for tool in (await session.list_tools()).tools}
         weather = await session.call_tool("get_weather", {})
 

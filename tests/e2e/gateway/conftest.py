@@ -16,7 +16,7 @@ import httpx
 import httpx2
 import pytest
 from bson import ObjectId
-from mcp.client.session import ClientSession
+from mcp.client.session import ClientSession, MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -129,12 +129,15 @@ def gateway_service(
 
 
 @asynccontextmanager
-async def mcp_client(url: str, caller: Caller) -> AsyncIterator[ClientSession]:
-    """The real ``mcp`` SDK client through the gateway, initialized."""
+async def mcp_client(
+    url: str, caller: Caller, *, message_handler: MessageHandlerFnT | None = None
+) -> AsyncIterator[ClientSession]:
+    """The real ``mcp`` SDK client through the gateway, initialized; ``message_handler``
+    receives the server's notifications."""
     async with (
         httpx2.AsyncClient(headers=caller.headers, timeout=10) as http,
         streamable_http_client(url, http_client=http) as (read, write),
-        ClientSession(read, write) as session,
+        ClientSession(read, write, message_handler=message_handler) as session,
     ):
         await session.initialize()
         yield session
