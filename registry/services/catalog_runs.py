@@ -2,7 +2,8 @@
 
 ``run_sync`` is shared by ``POST /api/v1/sync/servers/{id}``, the background worker and the
 gateway's ``list_changed`` handling: it discovers the upstream's tools with the server's
-credentials (never holding a lock or transaction across the upstream call), then calls
+credentials (``registry.services.discovery``, as registration and refresh do; never holding a
+lock or transaction across the upstream call), then calls
 ``sync_server_tools``. A failed discovery is recorded as an ``error`` run and returned, not
 raised: the run is the result.
 """
@@ -10,121 +11,36 @@ raised: the run is the result.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from beanie import SortDirection
 from bson import ObjectId
 
-from packages.database.encryption import DecryptionError, decrypt_value
 from packages.models import MCPServer
 from packages.models.tools import SyncOutcome, SyncRun, SyncTrigger
 from registry.auth import UserContext
 from registry.auth.acl import Action, authorize_server, server_visibility_filter
 from registry.config import Settings
-from registry.errors import NotFoundError, RegistryError, UpstreamError
-from registry.gateway.upstream import DiscoveredTool, build_auth_headers, discover
+from registry.errors import NotFoundError
 from registry.services.catalog_sync import (
     SYNC_ACTOR,
     SyncRunResult,
     record_failed_sync,
     sync_server_tools,
 )
+from registry.services.discovery import CredentialUnavailableError, discover_server
 from registry.services.pagination import PageWindow
-from registry.services.tokens import find_user_credential
 
 log = structlog.get_logger("registry.catalog")
 
 SERVER_NOT_FOUND = "Server not found"
-SUPPORTED_TRANSPORTS = {
-    "streamable-http": "streamable-http",
-    "http": "streamable-http",
-    "sse": "sse",
-}
-
-
-class CredentialUnavailableError(UpstreamError):
-    """No credential usable for discovery (per-user key or OAuth token missing)."""
-
-    code = "credential_unavailable"
 
 
 def _parse_server_id(server_id: str) -> ObjectId:
     if not ObjectId.is_valid(server_id):
         raise NotFoundError(SERVER_NOT_FOUND, resource="server")
     return ObjectId(server_id)
-
-
-async def _user_token(*, user_id: ObjectId, kind: str, server_name: str) -> str | None:
-    # The tokens service owns the record layout (types, identifiers, expiry, decryption).
-    credential = await find_user_credential(
-        user_id=user_id, server_name=server_name, now=datetime.now(UTC), kinds={kind}
-    )
-    return credential.value if credential is not None else None
-
-
-async def discovery_headers(server: MCPServer, *, user_id: ObjectId | None) -> dict[str, str]:
-    """The headers discovery sends: static headers plus the server's credential.
-
-    Admin API keys are decrypted from the server document; per-user API keys and OAuth tokens
-    come from ``user_id``'s token records (the caller of a manual sync, else the author).
-    Raises CredentialUnavailableError when the needed credential is missing.
-    """
-    config = server.config.root
-    headers: dict[str, str] = dict(getattr(config, "headers", None) or {})
-    name = server.server_name
-    api_key = config.api_key
-    owner = user_id or server.author
-    if api_key is not None:
-        key: str | None = None
-        if api_key.source == "admin" and api_key.key:
-            try:
-                key = decrypt_value(api_key.key)
-            except DecryptionError as exc:
-                raise CredentialUnavailableError(
-                    "The server's API key cannot be decrypted"
-                ) from exc
-        elif api_key.source == "user":
-            key = await _user_token(user_id=owner, kind="api_key", server_name=name)
-        if not key:
-            raise CredentialUnavailableError("No API key is available for this server")
-        headers.update(
-            build_auth_headers(
-                authorization_type=api_key.authorization_type,
-                key=key,
-                custom_header=api_key.custom_header,
-            )
-        )
-    elif config.requires_oauth or config.oauth is not None:
-        token = await _user_token(user_id=owner, kind="oauth_access", server_name=name)
-        if token is None:
-            raise CredentialUnavailableError("No OAuth access token is available for this server")
-        headers["Authorization"] = f"Bearer {token}"
-    return headers
-
-
-async def discover_tools(
-    server: MCPServer, *, settings: Settings, user_id: ObjectId | None
-) -> tuple[DiscoveredTool, ...]:
-    """List the upstream's tools. Raises UpstreamError (or a subclass) on any failure."""
-    config = server.config.root
-    transport = SUPPORTED_TRANSPORTS.get(str(getattr(config, "type", "")))
-    url = getattr(config, "url", None)
-    if transport is None or not url:
-        raise UpstreamError("Only streamable-http and sse servers can be synchronised")
-    headers = await discovery_headers(server, user_id=user_id)
-    timeout_seconds = settings.discovery_timeout_seconds
-    if config.init_timeout:
-        # As registration does (registry.services.discovery): initTimeout (ms) may shorten it.
-        timeout_seconds = min(timeout_seconds, config.init_timeout / 1000)
-    result = await discover(
-        url=url,
-        transport="sse" if transport == "sse" else "streamable-http",
-        headers=headers,
-        timeout_seconds=timeout_seconds,
-    )
-    return result.tools
 
 
 async def run_sync(
@@ -142,24 +58,19 @@ async def run_sync(
     CredentialUnavailableError instead (the background worker skips such servers).
     """
     user_id = ObjectId(actor_id) if ObjectId.is_valid(actor_id) else None
-    try:
-        tools = await discover_tools(server, settings=settings, user_id=user_id)
-    except CredentialUnavailableError:
-        if not record_credential_failures:
-            raise
+    outcome = await discover_server(
+        server, timeout_seconds=settings.discovery_timeout_seconds, user_id=user_id
+    )
+    if not outcome.succeeded:
+        error = outcome.error_message or "Discovery failed"
+        if outcome.credential_unavailable and not record_credential_failures:
+            raise CredentialUnavailableError(error)
         return await record_failed_sync(
-            server=server,
-            trigger=trigger,
-            actor_id=actor_id,
-            error="No credential is available to discover this server's tools",
-        )
-    except RegistryError as exc:
-        return await record_failed_sync(
-            server=server, trigger=trigger, actor_id=actor_id, error=exc.message
+            server=server, trigger=trigger, actor_id=actor_id, error=error
         )
     result: SyncRunResult = await sync_server_tools(
         server=server,
-        discovered=tools,
+        discovered=outcome.discovered,
         trigger=trigger,
         actor_id=actor_id,
         default_exposure=settings.default_tool_exposure,

@@ -190,7 +190,9 @@ async def _prepare_registration(
         field = "serverName" if taken.get("serverName") == name else "path"
         raise ConflictError(f"A server with this {field} already exists", resource="server")
     document = new_document(fields=fields, author=author, now=utcnow())
-    outcome = await discover_server(as_server(document), timeout_seconds=timeout_seconds)
+    outcome = await discover_server(
+        as_server(document), timeout_seconds=timeout_seconds, user_id=author
+    )
     to_set, to_unset = outcome.updates(current_status="active", include_tools=False)
     apply_dotted(document, to_set=to_set, to_unset=to_unset)
     return document, outcome
@@ -391,7 +393,9 @@ async def refresh_server(
     with _counted("refresh"):
         oid = object_id(server_id)
         current = as_server(await load(principal, oid, Action.REFRESH))
-        outcome = await discover_server(current, timeout_seconds=discovery_timeout_seconds)
+        outcome = await discover_server(
+            current, timeout_seconds=discovery_timeout_seconds, user_id=principal.object_id
+        )
         before, after = await compare_and_set(
             principal=principal,
             oid=oid,

@@ -35,8 +35,9 @@ from packages.models import MCPServer
 from packages.models.tools import SyncRun, SyncSchedule, SyncTrigger
 from registry.config import Settings
 from registry.runtime import Runtime
-from registry.services.catalog_runs import CredentialUnavailableError, run_sync
+from registry.services.catalog_runs import run_sync
 from registry.services.catalog_sync import to_bson_time, utcnow
+from registry.services.discovery import CredentialUnavailableError
 
 log = structlog.get_logger("registry.sync_worker")
 

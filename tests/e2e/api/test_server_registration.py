@@ -149,6 +149,36 @@ async def test_register_server_wrong_key_is_error_without_secret(
     assert body["toolFunctions"] == {}
 
 
+async def test_register_per_user_key_server_discovers_with_the_registrants_key(
+    client: AsyncClient, admin: Caller, upstream_factory: UpstreamFactory
+) -> None:
+    """``apiKey.source: user`` without a server key: discovery uses the registering admin's
+    own stored key; without one, registration says so and never calls the upstream."""
+    upstream = upstream_factory(auth="custom", api_key=KEY, custom_header="X-Key")
+    api_key = {"source": "user", "authorization_type": "custom", "custom_header": "X-Key"}
+    body = server_body("peruser", url=upstream.url, scope="shared_user", apiKey=api_key)
+
+    missing = await register(client, admin, body)
+    calls_without_key = len(upstream.requests_seen)
+    deleted = await client.delete(f"{SERVERS}/{missing['id']}", headers=admin.headers)
+    stored_key = await client.post(
+        "/api/v1/tokens",
+        headers=admin.headers,
+        json={"type": "api_key", "identifier": "peruser", "token": KEY},
+    )
+    found = await register(client, admin, body)
+
+    assert (missing["status"], missing["errorMessage"]) == (
+        "error",
+        "No API key is available for this server",
+    )
+    assert calls_without_key == 0
+    assert deleted.status_code == 204 and stored_key.status_code == 201
+    assert found["status"] == "active", found["errorMessage"]
+    assert found["numTools"] == len(DEFAULT_TOOLS)
+    assert all(seen.get("x-key") == KEY for seen in upstream.requests_seen)
+
+
 async def test_register_server_unreachable_fails_fast(client: AsyncClient, admin: Caller) -> None:
     started = time.monotonic()
 

@@ -158,9 +158,7 @@ async def test_sync_per_user_key_server_uses_the_callers_stored_key(
     without_key = await client.post(url, headers=admin.headers)
     assert without_key.status_code == 200, without_key.text
     assert without_key.json()["outcome"] == "error"
-    assert (
-        without_key.json()["error"] == "No credential is available to discover this server's tools"
-    )
+    assert without_key.json()["error"] == "No API key is available for this server"
     assert upstream.requests_seen == []
 
     stored = await client.post(
