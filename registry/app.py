@@ -16,9 +16,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from packages.database.connection import create_client, ping
 from packages.database.embedded import EmbeddedMongo
-from packages.database.encryption import configure_encryption
 from packages.models.schema_check import check_schema_version
 from registry.api.errors import install_error_handlers
 from registry.api.health import router as health_router
@@ -26,9 +24,9 @@ from registry.api.metrics import router as metrics_router
 from registry.api.middleware import RequestContextMiddleware
 from registry.api.router import api_router
 from registry.auth import TokenIssuer, TokenVerifier, UserContext
-from registry.bootstrap import ConfigurationError, resolve_settings
+from registry.bootstrap import resolve_settings
 from registry.config import Settings, get_settings
-from registry.db import init_database
+from registry.db_session import open_database
 from registry.gateway.asgi import install_gateway
 from registry.runtime import Runtime
 from registry.services.sync_worker import start_sync_worker, stop_sync_worker
@@ -36,7 +34,6 @@ from registry.services.tokens import find_user_credential
 
 log = structlog.get_logger("registry.app")
 
-EMBEDDED_DB_DIR = "mongo"
 GATEWAY_ROOT = "/mcp"
 
 
@@ -93,62 +90,34 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "JWT_SECRET (or JWT_PUBLIC_KEY) for production.",
         )
 
-    embedded: EmbeddedMongo | None = None
-    watchdog: asyncio.Task[int] | None = None
-    if settings.mongo_uri is None:
-        storage = settings.data_dir / EMBEDDED_DB_DIR
-        embedded = EmbeddedMongo(storage_path=storage, log_path=settings.data_dir / "secantusd.log")
-        uri = await embedded.start()
-        log.warning(
-            "embedded_database_started",
-            uri=f"mongodb://127.0.0.1:{embedded.port}",
-            storage=str(storage.resolve()),
-            message="Using an EMBEDDED DEVELOPMENT DATABASE (SecantusDB). For production set "
-            "MONGO_URI=mongodb://host:27017/?replicaSet=rs0 to use a real MongoDB.",
-        )
-        watchdog = asyncio.create_task(embedded.wait_exited())
-        watchdog.add_done_callback(_on_embedded_exit(embedded, app))
-    else:
-        uri = settings.mongo_uri.get_secret_value()
-
-    client = create_client(uri, timeout_seconds=settings.mongo_timeout_seconds)
     try:
-        if not await ping(client):
-            raise ConfigurationError(
-                f"MongoDB at the configured MONGO_URI did not answer within "
-                f"{settings.mongo_timeout_seconds:.0f}s"
+        async with open_database(
+            settings, on_embedded_exit=lambda embedded: _on_embedded_exit(embedded, app)
+        ) as db:
+            runtime = Runtime(
+                settings=settings,
+                client=db.client,
+                database=db.database,
+                encryption=db.encryption,
+                verifier=TokenVerifier.from_settings(settings),
+                issuer=TokenIssuer.from_settings(settings),
+                embedded=db.embedded,
             )
-        database = client[settings.mongo_db]
-        await init_database(database)
-        assert settings.creds_key is not None and settings.creds_iv is not None
-        encryption = configure_encryption(
-            key_hex=settings.creds_key.get_secret_value(),
-            iv_hex=settings.creds_iv.get_secret_value(),
-        )
-        app.state.runtime = Runtime(
-            settings=settings,
-            client=client,
-            database=database,
-            encryption=encryption,
-            verifier=TokenVerifier.from_settings(settings),
-            issuer=TokenIssuer.from_settings(settings),
-            embedded=embedded,
-        )
-        if boot.first_run and "JWT_SECRET" in boot.generated_secrets and boot.dev_admin_id:
-            _print_dev_admin_token(app.state.runtime, boot.dev_admin_id)
-        for hook in app.state.startup_hooks:
-            await hook(app.state.runtime)
-        log.info("service_started", database=settings.mongo_db, embedded=embedded is not None)
-        yield
+            app.state.runtime = runtime
+            try:
+                if boot.first_run and "JWT_SECRET" in boot.generated_secrets and boot.dev_admin_id:
+                    _print_dev_admin_token(runtime, boot.dev_admin_id)
+                for hook in app.state.startup_hooks:
+                    await hook(runtime)
+                log.info(
+                    "service_started", database=settings.mongo_db, embedded=db.embedded is not None
+                )
+                yield
+            finally:
+                for hook in reversed(app.state.shutdown_hooks):
+                    with contextlib.suppress(Exception):
+                        await hook(runtime)
     finally:
-        for hook in reversed(app.state.shutdown_hooks):
-            with contextlib.suppress(Exception):
-                await hook(app.state.runtime)
-        await client.close()
-        if watchdog is not None:
-            watchdog.cancel()
-        if embedded is not None:
-            await embedded.stop()
         log.info("service_stopped")
 
 

@@ -1,14 +1,15 @@
-"""Open the service's database outside the HTTP app (operator commands, scripts).
+"""Open the service's database: for the app's lifespan and for operator commands.
 
-``open_database`` does what the app lifespan does before it serves: start the embedded
-development database when no ``MONGO_URI`` is set, connect, check the server answers, bind the
-Beanie documents and configure credential encryption. It takes *resolved* settings
-(``registry.bootstrap.resolve_settings``), so the development secrets are the service's own.
+``open_database`` starts the embedded development database when no ``MONGO_URI`` is set,
+connects, checks the server answers, binds the Beanie documents and configures credential
+encryption. It takes *resolved* settings (``registry.bootstrap.resolve_settings``), so the
+development secrets are the service's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,10 @@ from registry.db import init_database
 log = structlog.get_logger("registry.db")
 
 EMBEDDED_DB_DIR = "mongo"
+EMBEDDED_NOTICE = (
+    "Using an EMBEDDED DEVELOPMENT DATABASE (SecantusDB). For production set "
+    "MONGO_URI=mongodb://host:27017/?replicaSet=rs0 to use a real MongoDB."
+)
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,16 @@ def embedded_server(settings: Settings) -> EmbeddedMongo:
 
 
 @asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[DatabaseSession]:
+async def open_database(
+    settings: Settings,
+    *,
+    on_embedded_exit: Callable[[EmbeddedMongo], Callable[[asyncio.Task[int]], None]] | None = None,
+) -> AsyncIterator[DatabaseSession]:
     """Connect to MongoDB (or start the embedded one), init Beanie, configure encryption.
 
-    Everything opened here is closed on exit, including the embedded server process.
+    Everything opened here is closed on exit, including the embedded server process. With
+    ``on_embedded_exit``, the callback it returns runs when the embedded server exits, also
+    unexpectedly (the service uses it to shut down instead of serving errors).
 
     Raises:
         ConfigurationError: the database does not answer within ``mongo_timeout_seconds``,
@@ -62,14 +73,19 @@ async def open_database(settings: Settings) -> AsyncIterator[DatabaseSession]:
     if settings.creds_key is None or settings.creds_iv is None:
         raise ConfigurationError("CREDS_KEY and CREDS_IV must be set (resolve the settings first)")
     embedded: EmbeddedMongo | None = None
+    watchdog: asyncio.Task[int] | None = None
     if settings.mongo_uri is None:
         embedded = embedded_server(settings)
         uri = await embedded.start()
         log.warning(
             "embedded_database_started",
             uri=f"mongodb://127.0.0.1:{embedded.port}",
-            storage=embedded.storage_path,
+            storage=str((settings.data_dir / EMBEDDED_DB_DIR).resolve()),
+            message=EMBEDDED_NOTICE,
         )
+        if on_embedded_exit is not None:
+            watchdog = asyncio.create_task(embedded.wait_exited())
+            watchdog.add_done_callback(on_embedded_exit(embedded))
     else:
         uri = settings.mongo_uri.get_secret_value()
     try:
@@ -96,5 +112,7 @@ async def open_database(settings: Settings) -> AsyncIterator[DatabaseSession]:
         finally:
             await client.close()
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         if embedded is not None:
             await embedded.stop()
