@@ -9,8 +9,14 @@ from fastapi import APIRouter, Query
 from registry.api.deps import CurrentPrincipal, SettingsDep
 from registry.api.errors import responses
 from registry.api.schemas.pagination import Page, Pagination, PerPage
-from registry.api.schemas.tools import SyncRunList, SyncRunPublic
+from registry.api.schemas.tools import (
+    SyncRunList,
+    SyncRunPublic,
+    SyncSchedulePublic,
+    SyncScheduleUpdate,
+)
 from registry.services.catalog_runs import list_sync_runs, sync_server_now
+from registry.services.sync_schedules import get_schedule, set_interval
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 
@@ -26,6 +32,39 @@ async def sync_server(
 ) -> SyncRunPublic:
     run = await sync_server_now(user=user, server_id=server_id, settings=settings)
     return SyncRunPublic.from_document(run)
+
+
+@router.get(
+    "/servers/{server_id}/schedule",
+    summary="A server's background sync schedule (interval, next due time, last outcome)",
+    response_model=SyncSchedulePublic,
+    responses=responses(401, 404),
+)
+async def read_schedule(
+    user: CurrentPrincipal, settings: SettingsDep, server_id: str
+) -> SyncSchedulePublic:
+    view = await get_schedule(
+        user=user, server_id=server_id, default_interval_seconds=settings.sync_interval_seconds
+    )
+    return SyncSchedulePublic.from_view(view)
+
+
+@router.put(
+    "/servers/{server_id}/schedule",
+    summary="Set a server's own sync interval (null: back to the global default)",
+    response_model=SyncSchedulePublic,
+    responses=responses(401, 403, 404, 422),
+)
+async def update_schedule(
+    user: CurrentPrincipal, settings: SettingsDep, server_id: str, body: SyncScheduleUpdate
+) -> SyncSchedulePublic:
+    view = await set_interval(
+        user=user,
+        server_id=server_id,
+        interval_seconds=body.interval_seconds,
+        default_interval_seconds=settings.sync_interval_seconds,
+    )
+    return SyncSchedulePublic.from_view(view)
 
 
 @router.get(

@@ -6,7 +6,8 @@ number of servers, and several replicas never sync the same server at once (the 
 claimed with one conditional ``find_one_and_update``). Syncs run as background tasks, at most
 ``REGISTRY_SYNC_CONCURRENCY`` at a time; the API never waits for them.
 
-- Interval: ``REGISTRY_SYNC_INTERVAL_SECONDS``, or the schedule's ``intervalSeconds``.
+- Interval: ``REGISTRY_SYNC_INTERVAL_SECONDS``, or the schedule's ``intervalSeconds`` (set
+  through ``registry.services.sync_schedules``; kept while the server is switched off).
   New schedules are spread over half to one interval, so a restart does not sync every
   server at once (and registration has just discovered a new server anyway).
 - Failure: exponential backoff with jitter (``base * 2^(n-1)``, capped at
@@ -199,8 +200,14 @@ class SyncWorker:
                 await schedules.insert_many(documents, ordered=False)
         gone = scheduled - server_ids
         if gone:
+            # A schedule with its own interval outlives a switch-off (the interval was set
+            # through the API); the run finds the server inactive and just reschedules.
             await schedules.delete_many(
-                {"serverId": {"$in": list(gone)}, "leaseUntil": {"$not": {"$gt": now}}}
+                {
+                    "serverId": {"$in": list(gone)},
+                    "leaseUntil": {"$not": {"$gt": now}},
+                    "intervalSeconds": None,
+                }
             )
 
     async def _claim_and_start(self, now: datetime, *, only: ObjectId | None = None) -> bool:
@@ -252,7 +259,7 @@ class SyncWorker:
             try:
                 server = await MCPServer.get(server_id)
                 if server is None or server.status == "inactive":
-                    await SyncSchedule.get_pymongo_collection().delete_one({"serverId": server_id})
+                    await self._retire(schedule, server_exists=server is not None)
                     return
                 run = await self._sync(server, trigger)
                 error = run.error if run.outcome == "error" else None
@@ -301,6 +308,14 @@ class SyncWorker:
         )
         if result.matched_count == 0:
             await schedules.update_one({"serverId": schedule["serverId"]}, {"$set": fields})
+
+    async def _retire(self, schedule: dict[str, Any], *, server_exists: bool) -> None:
+        """The server is gone or switched off: drop its schedule, unless it is switched off
+        and has its own interval, which is kept (and the server looked at again then)."""
+        if server_exists and schedule.get("intervalSeconds"):
+            await self._reschedule(schedule, failures=0, error=None, outcome=None)
+            return
+        await SyncSchedule.get_pymongo_collection().delete_one({"serverId": schedule["serverId"]})
 
     async def _mark_error(self, server_id: ObjectId, error: str) -> None:
         now = utcnow()

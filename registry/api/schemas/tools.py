@@ -14,6 +14,11 @@ from pydantic.alias_generators import to_camel
 
 from packages.models.tools import SyncRun, Tool, ToolVersion
 from registry.api.schemas.pagination import Pagination
+from registry.services.sync_schedules import (
+    MAX_INTERVAL_SECONDS,
+    MIN_INTERVAL_SECONDS,
+    ScheduleView,
+)
 
 
 class _Camel(BaseModel):
@@ -187,3 +192,40 @@ class SyncRunPublic(_Camel):
 class SyncRunList(BaseModel):
     sync_runs: list[SyncRunPublic]
     pagination: Pagination
+
+
+class SyncScheduleUpdate(_Camel):
+    """``PUT /api/v1/sync/servers/{id}/schedule``: the server's own sync interval."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    interval_seconds: float | None = Field(ge=MIN_INTERVAL_SECONDS, le=MAX_INTERVAL_SECONDS)
+    """Seconds between background syncs of this server; ``null``: the global default."""
+
+
+class SyncSchedulePublic(_Camel):
+    """A server's background sync schedule."""
+
+    server_id: str
+    interval_seconds: float | None
+    effective_interval_seconds: float
+    next_due_at: datetime | None
+    consecutive_failures: int
+    last_started_at: datetime | None
+    last_finished_at: datetime | None
+    last_outcome: str | None
+    last_error: str | None
+
+    @classmethod
+    def from_view(cls, view: ScheduleView) -> SyncSchedulePublic:
+        return cls(
+            server_id=view.server_id,
+            interval_seconds=view.interval_seconds,
+            effective_interval_seconds=view.effective_interval_seconds,
+            next_due_at=view.next_due_at,
+            consecutive_failures=view.consecutive_failures,
+            last_started_at=view.last_started_at,
+            last_finished_at=view.last_finished_at,
+            last_outcome=view.last_outcome,
+            last_error=view.last_error,
+        )
