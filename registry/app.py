@@ -29,8 +29,8 @@ from registry.config import Settings, get_settings
 from registry.db_session import open_database
 from registry.gateway.asgi import install_gateway
 from registry.runtime import Runtime
+from registry.services.oauth_refresh import credential_with_refresh
 from registry.services.sync_worker import start_sync_worker, stop_sync_worker
-from registry.services.tokens import find_user_credential
 
 log = structlog.get_logger("registry.app")
 
@@ -160,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(api_router)
-    gateway = install_gateway(app, credential_finder=find_user_credential)
+    gateway = install_gateway(app, credential_finder=credential_with_refresh)
     app.gateway_entry = RequestContextMiddleware(gateway)
     app.include_router(metrics_router)
     return app

@@ -28,7 +28,7 @@ from registry.gateway import (
     tool_function_name,
 )
 from registry.services.server_documents import utcnow
-from registry.services.tokens import find_user_credential
+from registry.services.oauth_refresh import credential_with_refresh
 
 log = structlog.get_logger("registry.discovery")
 
@@ -101,8 +101,9 @@ class CredentialUnavailableError(UpstreamError):
 
 
 async def _user_token(*, user_id: ObjectId, kind: str, server_name: str) -> str | None:
-    # The tokens service owns the record layout (types, identifiers, expiry, decryption).
-    credential = await find_user_credential(
+    # The tokens service owns the record layout (types, identifiers, expiry, decryption); an
+    # expired OAuth access token is renewed with the user's refresh token when possible.
+    credential = await credential_with_refresh(
         user_id=user_id, server_name=server_name, now=datetime.now(UTC), kinds={kind}
     )
     return credential.value if credential is not None else None

@@ -62,6 +62,7 @@ API_TYPE_BY_STORED_TYPE: dict[str, str] = {kind.stored_type: kind.api_type for k
 ACCESS = KIND_BY_API_TYPE["oauth_access"]
 REFRESH = KIND_BY_API_TYPE["oauth_refresh"]
 API_KEY = KIND_BY_API_TYPE["api_key"]
+CLIENT = KIND_BY_API_TYPE["oauth_client"]
 
 
 def server_name_from(identifier: str, kind: StoredKind) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from mcp.types import TextContent
 
 PROTOCOL_VERSION = "2025-11-25"
@@ -19,6 +20,16 @@ INITIALIZE_REQUEST: dict[str, Any] = {
         "clientInfo": {"name": "raw", "version": "1"},
     },
 }
+
+
+# What a Streamable HTTP client must accept.
+ACCEPT = {"accept": "application/json, text/event-stream"}
+
+
+async def raw_initialize(url: str, headers: dict[str, str]) -> httpx.Response:
+    """POST a raw ``initialize`` to ``url`` (an MCP endpoint) with ``headers``."""
+    async with httpx.AsyncClient(headers={**headers, **ACCEPT}) as http:
+        return await http.post(url, json=INITIALIZE_REQUEST)
 
 
 def text_of(content: object) -> str:

@@ -13,11 +13,10 @@ from registry.gateway import policy
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
 from tests.factories import Caller
 from tests.support.fixtures import UpstreamFactory
-from tests.support.mcp_messages import INITIALIZE_REQUEST, text_of
+from tests.support.mcp_messages import ACCEPT, raw_initialize, text_of
 
 pytestmark = pytest.mark.e2e
 
-ACCEPT = {"accept": "application/json, text/event-stream"}
 USER_KEY = {"source": "user", "authorization_type": "bearer"}
 
 
@@ -38,11 +37,6 @@ async def initialize_error(url: str, caller: Caller) -> MCPError:
         errors.extend(leaves(group))
     assert len(errors) == 1
     return errors[0]
-
-
-async def raw_initialize(url: str, headers: dict[str, str]) -> httpx.Response:
-    async with httpx.AsyncClient(headers={**headers, **ACCEPT}) as http:
-        return await http.post(url, json=INITIALIZE_REQUEST)
 
 
 async def test_private_server_of_another_user_is_not_found(
