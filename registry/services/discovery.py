@@ -27,8 +27,8 @@ from registry.gateway import (
     to_tool_function,
     tool_function_name,
 )
-from registry.services.server_documents import utcnow
 from registry.services.oauth_refresh import credential_with_refresh
+from registry.services.server_documents import utcnow
 
 log = structlog.get_logger("registry.discovery")
 
