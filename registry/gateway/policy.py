@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import re
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -43,20 +44,32 @@ SYNC_REQUEST_INTERVAL_SECONDS = 30.0
 RequestSync = Callable[[str, str], None]
 
 LIST_CHANGED_REASON = "list_changed"
-LIST_CHANGED = b"notifications/tools/list_changed"
+_LIST_CHANGED_METHOD = re.compile(rb'"method"\s{0,8}:\s{0,8}"notifications/tools/list_changed"')
+# Longer than the longest match, so a match split across chunks is still seen whole.
+_SCAN_TAIL_BYTES = 64
 
 
 class ListChangedScanner:
-    """Spots ``notifications/tools/list_changed`` in a relayed byte stream (chunks may split
-    it), without parsing the stream."""
+    """Spots a ``notifications/tools/list_changed`` message in a relayed byte stream (chunks
+    may split it) without parsing the stream.
+
+    Only the unescaped ``"method": "notifications/tools/list_changed"`` of a JSON-RPC message
+    counts: the same words inside a tool result are escaped JSON string content (``\\"``), so
+    an upstream's output cannot make the gateway request syncs.
+    """
 
     def __init__(self) -> None:
         self._tail = b""
 
     def feed(self, chunk: bytes) -> bool:
         window = self._tail + chunk
-        self._tail = window[-(len(LIST_CHANGED) - 1) :]
-        return LIST_CHANGED in window
+        matches = list(_LIST_CHANGED_METHOD.finditer(window))
+        if not matches:
+            self._tail = window[-_SCAN_TAIL_BYTES:]
+            return False
+        # Keep only what follows the last match, so a match is never reported twice.
+        self._tail = window[matches[-1].end() :][-_SCAN_TAIL_BYTES:]
+        return True
 
 
 _current: contextvars.ContextVar[ToolPolicy | None] = contextvars.ContextVar(

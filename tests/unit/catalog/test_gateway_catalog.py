@@ -100,6 +100,8 @@ def test_argument_error_validator_follows_version(catalog: ToolCatalog) -> None:
         [b'data: {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n\n'],
         [b'data: {"jsonrpc":"2.0","method":"notifications/to', b'ols/list_changed"}\n\n'],
         [b"data: {", b'"method":"notifications/tools/', b"list_", b'changed"}\n\n'],
+        [b'data: {"jsonrpc": "2.0", "method" : ', b'"notifications/tools/list_changed"}\n\n'],
+        [b'data: {"method":"notifications/tools/list_changed"}\n\n', b"data: {}\n\n" * 3],
     ],
 )
 def test_list_changed_scanner_spots_split_notifications(chunks: list[bytes]) -> None:
@@ -107,7 +109,6 @@ def test_list_changed_scanner_spots_split_notifications(chunks: list[bytes]) -> 
 
     seen = [scanner.feed(chunk) for chunk in chunks]
 
-    assert seen[-1] is True
     assert seen.count(True) == 1
 
 
@@ -116,3 +117,18 @@ def test_list_changed_scanner_ignores_other_messages() -> None:
 
     assert scanner.feed(b'data: {"method":"notifications/resources/list_changed"}\n\n') is False
     assert scanner.feed(b'data: {"method":"notifications/progress"}\n\n') is False
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        b'{"type":"text","text":"notifications/tools/list_changed"}',
+        b'{"type":"text","text":"{\\"method\\":\\"notifications/tools/list_changed\\"}"}',
+    ],
+)
+def test_list_changed_scanner_ignores_the_words_inside_a_tool_result(result: bytes) -> None:
+    """An upstream's tool output mentioning the notification must not trigger syncs."""
+    scanner = ListChangedScanner()
+    event = b'data: {"jsonrpc":"2.0","id":3,"result":{"content":[' + result + b"]}}\n\n"
+
+    assert scanner.feed(event) is False
