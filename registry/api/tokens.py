@@ -99,6 +99,9 @@ async def list_tokens(
     user_id: Annotated[str | None, Query(pattern=_OBJECT_ID)] = None,
     page: Page = 1,
     per_page: PerPage = 50,
+    include_expired: Annotated[
+        bool, Query(description="Admins only: also list records past expiresAt")
+    ] = False,
 ) -> TokenList:
     result = await tokens.list_tokens(
         user=user,
@@ -107,6 +110,7 @@ async def list_tokens(
         owner_id=user_id,
         page=page,
         per_page=per_page,
+        include_expired=include_expired,
     )
     return TokenList(
         tokens=[_public(token) for token in result.tokens],

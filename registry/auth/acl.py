@@ -144,12 +144,18 @@ def authorize_server_create(user: UserContext, scope: str) -> None:
 # Tokens
 
 
-def token_owner_filter(user: UserContext, *, user_id: str | None = None) -> dict[str, Any]:
+def token_owner_filter(
+    user: UserContext, *, user_id: str | None = None, include_expired: bool = False
+) -> dict[str, Any]:
     """The MongoDB filter on the tokens collection for the tokens ``user`` may list.
 
     Users see their own tokens; ``user_id`` naming someone else raises PermissionDeniedError.
-    Admins see every token, or one user's tokens when ``user_id`` is given.
+    Admins see every token, or one user's tokens when ``user_id`` is given. Only admins may
+    ask for expired records too (``include_expired``; PermissionDeniedError otherwise): for
+    anyone else an expired credential does not exist.
     """
+    if include_expired and not user.is_admin:
+        raise PermissionDeniedError("Only admins can list expired tokens", resource="token")
     if user.is_admin:
         return {} if user_id is None else {"userId": _id_value(user_id)}
     if user_id is not None and _id_value(user_id) != _id_value(user.user_id):

@@ -257,18 +257,21 @@ async def list_tokens(
     owner_id: str | None,
     page: int,
     per_page: int,
+    include_expired: bool = False,
 ) -> TokenPage:
     """The unexpired credentials the caller may list, newest first, without values.
 
-    Users list their own; admins list everyone's or one user's (``owner_id``); a user naming
-    someone else raises PermissionDeniedError. ``identifier`` is a server name (or a stored
-    ``mcp:...`` identifier) and matches every record type of that server unless ``api_type``
-    narrows it.
+    Users list their own; admins list everyone's or one user's (``owner_id``), and with
+    ``include_expired`` also the records past ``expiresAt`` that MongoDB has not removed yet; a
+    user naming someone else or asking for expired records raises PermissionDeniedError.
+    ``identifier`` is a server name (or a stored ``mcp:...`` identifier) and matches every
+    record type of that server unless ``api_type`` narrows it.
     """
-    query: dict[str, Any] = {
-        **token_owner_filter(user, user_id=owner_id),
-        "expiresAt": {"$gt": utcnow()},
-    }
+    query: dict[str, Any] = token_owner_filter(
+        user, user_id=owner_id, include_expired=include_expired
+    )
+    if not include_expired:
+        query["expiresAt"] = {"$gt": utcnow()}
     if api_type is not None:
         kind = KIND_BY_API_TYPE[api_type]
         query["type"] = kind.stored_type

@@ -380,6 +380,30 @@ async def test_list_tokens_admin_lists_any_user_without_values(
     assert user_asks_for_other.status_code == 403
 
 
+async def test_list_tokens_include_expired_is_for_admins_only(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    alice = make_caller(settings)
+    admin = make_caller(settings, role="admin")
+    created = await _store(client, alice, token="alice-expired-value-1")
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    await mongo_client[settings.mongo_db]["tokens"].update_one(
+        {"_id": ObjectId(created["id"])}, {"$set": {"expiresAt": past}}
+    )
+    expired_too = {"include_expired": "true"}
+
+    default = await client.get(TOKENS, headers=admin.headers)
+    admin_expired = await client.get(TOKENS, params=expired_too, headers=admin.headers)
+    user_expired = await client.get(TOKENS, params=expired_too, headers=alice.headers)
+
+    assert default.json()["tokens"] == []
+    assert [token["id"] for token in admin_expired.json()["tokens"]] == [created["id"]]
+    assert admin_expired.json()["pagination"]["total"] == 1
+    assert "alice-expired-value-1" not in admin_expired.text
+    assert user_expired.status_code == 403
+    assert user_expired.json()["message"] == "Only admins can list expired tokens"
+
+
 async def test_list_tokens_hides_external_app_records(
     client: AsyncClient, mongo_client: MongoClient, settings: Settings
 ) -> None:
