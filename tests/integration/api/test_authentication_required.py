@@ -34,7 +34,7 @@ async def test_every_route_but_the_public_ones_requires_a_token(client: AsyncCli
         if (method, path) in PUBLIC:
             continue
         url = re.sub(r"\{[^}]+\}", SOME_ID, path)
-        body = {} if method in {"POST", "PUT", "PATCH"} else None
+        body: dict[str, object] | None = {} if method in {"POST", "PUT", "PATCH"} else None
         response = await client.request(method, url, json=body)
         if response.status_code != 401 or response.headers.get("www-authenticate") != "Bearer":
             unprotected.append(f"{method} {path} -> {response.status_code}")
