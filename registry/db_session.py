@@ -91,7 +91,7 @@ async def open_database(
     try:
         client = create_client(uri, timeout_seconds=settings.mongo_timeout_seconds)
         try:
-            if not await ping(client):
+            if not await ping(client, timeout_seconds=settings.mongo_timeout_seconds):
                 raise ConfigurationError(
                     f"MongoDB at the configured MONGO_URI did not answer within "
                     f"{settings.mongo_timeout_seconds:.0f}s"

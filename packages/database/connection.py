@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
@@ -24,10 +25,15 @@ def create_client(
     )
 
 
-async def ping(client: MongoClient) -> bool:
-    """True when the server answers a ping."""
+async def ping(client: MongoClient, *, timeout_seconds: float = 5.0) -> bool:
+    """True when the server answers a ping within ``timeout_seconds``.
+
+    The whole operation is bounded (PyMongo's client-side operation timeout): a server that
+    accepts the connection but never answers must not hang a readiness probe or a startup.
+    """
     try:
-        await client.admin.command("ping")
+        with pymongo.timeout(timeout_seconds):
+            await client.admin.command("ping")
     except PyMongoError:
         return False
     return True

@@ -7,7 +7,6 @@ child process bound to loopback only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import sys
@@ -16,9 +15,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pymongo import AsyncMongoClient
-from pymongo.errors import PyMongoError
+
+from packages.database.connection import MongoClient, ping
 
 EXECUTABLE_NAME = "secantusd-py"
+# Each readiness ping is bounded: a server that accepts connections but does not answer yet
+# must not stall startup past its deadline.
+PING_TIMEOUT_SECONDS = 1.0
 
 
 class EmbeddedDatabaseError(RuntimeError):
@@ -124,7 +127,7 @@ class EmbeddedMongo:
 
     async def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        client: MongoClient = AsyncMongoClient(
             self.uri, serverSelectionTimeoutMS=500, connectTimeoutMS=500
         )
         try:
@@ -135,8 +138,7 @@ class EmbeddedMongo:
                         f"{self._process.returncode if self._process else '?'}); "
                         f"see {self.log_path or 'its output'}"
                     )
-                with contextlib.suppress(PyMongoError):
-                    await client.admin.command("ping")
+                if await ping(client, timeout_seconds=PING_TIMEOUT_SECONDS):
                     return
                 if time.monotonic() > deadline:
                     await self.stop()
