@@ -14,18 +14,25 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import pymongo
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
-from packages.database.connection import MongoClient, ping
+from packages.database.connection import MongoClient
 
 EXECUTABLE_NAME = "secantusd-py"
 # Each readiness ping is bounded: a server that accepts connections but does not answer yet
 # must not stall startup past its deadline.
 PING_TIMEOUT_SECONDS = 1.0
+START_ATTEMPTS = 3
 
 
 class EmbeddedDatabaseError(RuntimeError):
     """The embedded server could not be started or stopped answering."""
+
+
+class _PortUnavailableError(EmbeddedDatabaseError):
+    """Our server could not serve on the chosen port (taken, or it exited while starting)."""
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
@@ -67,6 +74,7 @@ class EmbeddedMongo:
     ) -> None:
         self.storage_path = str(storage_path)
         self.host = host
+        self._port_given = port is not None
         self.port = port or find_free_port(host)
         self.log_path = log_path
         self.startup_timeout = startup_timeout
@@ -79,6 +87,10 @@ class EmbeddedMongo:
         # Built from host and port: SecantusDB's own uri attribute ends in "/", which PyMongo
         # rejects when options follow.
         return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     @property
     def is_running(self) -> bool:
@@ -101,7 +113,25 @@ class EmbeddedMongo:
         return command
 
     async def start(self) -> str:
-        """Start the server and wait until it answers a ping; returns the connection URI."""
+        """Start the server and wait until it answers; returns the connection URI.
+
+        The free port is chosen before the server binds it, so another process may take it in
+        between; the server that answers must therefore be ours (``serverStatus.pid``). If it
+        is not, or ours exited during startup (it could not bind), the start is retried on a
+        new port, unless the port was given explicitly.
+        """
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return await self._start_once()
+            except _PortUnavailableError as exc:
+                await self.stop()
+                self._stopping = False
+                if self._port_given or attempt == START_ATTEMPTS:
+                    raise EmbeddedDatabaseError(str(exc)) from exc
+                self.port = find_free_port(self.host)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _start_once(self) -> str:
         log_file = await asyncio.to_thread(self._prepare_paths)
         output: Any = log_file if log_file is not None else asyncio.subprocess.DEVNULL
         try:
@@ -133,13 +163,18 @@ class EmbeddedMongo:
         try:
             while True:
                 if not self.is_running:
-                    raise EmbeddedDatabaseError(
+                    raise _PortUnavailableError(
                         f"embedded database exited during startup (code "
                         f"{self._process.returncode if self._process else '?'}); "
                         f"see {self.log_path or 'its output'}"
                     )
-                if await ping(client, timeout_seconds=PING_TIMEOUT_SECONDS):
-                    return
+                answering = await self._answering_pid(client)
+                if answering is not None:
+                    if self._process is not None and answering == self._process.pid:
+                        return
+                    raise _PortUnavailableError(
+                        f"port {self.port} is held by another server (pid {answering})"
+                    )
                 if time.monotonic() > deadline:
                     await self.stop()
                     raise EmbeddedDatabaseError(
@@ -148,6 +183,21 @@ class EmbeddedMongo:
                 await asyncio.sleep(0.1)
         finally:
             await client.close()
+
+    async def _answering_pid(self, client: MongoClient) -> int | None:
+        """The pid of the server answering on our port, or None while nothing answers.
+
+        A server that does not report its pid is taken to be ours.
+        """
+        try:
+            with pymongo.timeout(PING_TIMEOUT_SECONDS):
+                status = await client.admin.command("serverStatus")
+        except PyMongoError:
+            return None
+        pid = status.get("pid")
+        if isinstance(pid, int):
+            return pid
+        return self._process.pid if self._process is not None else None
 
     async def wait_exited(self) -> int:
         """Block until the process exits; returns its exit code."""
