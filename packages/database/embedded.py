@@ -129,6 +129,10 @@ class EmbeddedMongo:
                 if self._port_given or attempt == START_ATTEMPTS:
                     raise EmbeddedDatabaseError(str(exc)) from exc
                 self.port = find_free_port(self.host)
+            except BaseException:
+                # Cancelled (Ctrl-C during startup) or failed: never leave the server behind.
+                await asyncio.shield(self.stop())
+                raise
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _start_once(self) -> str:

@@ -5,12 +5,15 @@ Its port is chosen before the server binds it, so another process can take it in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pymongo import AsyncMongoClient
 
 from packages.database.embedded import EmbeddedDatabaseError, EmbeddedMongo
+from tests.support import wait_until
 
 
 @pytest.fixture
@@ -53,3 +56,15 @@ async def test_start_on_an_explicit_port_held_by_another_server_fails(
 
     assert not server.is_running
     assert squatter.is_running
+
+
+async def test_start_cancelled_midway_leaves_no_server_behind(tmp_path: Path) -> None:
+    server = EmbeddedMongo(storage_path=tmp_path / "mongo", sync_on_commit=False)
+    starting = asyncio.create_task(server.start())
+
+    await wait_until(lambda: server.pid is not None)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+
+    assert not server.is_running
