@@ -17,9 +17,7 @@ the external app sees the renewed tokens too.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import weakref
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,16 +30,20 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from packages.database.encryption import DecryptionError, decrypt_value, encrypt_value
+from packages.database.encryption import DecryptionError, decrypt_value
 from packages.models import MCPServer
 from registry.auth import UserContext
 from registry.services.audit import record_audit
+from registry.services.keyed_locks import KeyedLocks
+from registry.services.token_refresh import REFRESH_RECORD_LIFETIME
 from registry.services.token_types import ACCESS, CLIENT, REFRESH
 from registry.services.tokens import (
-    DEFAULT_LIFETIME,
     ENTITY,
+    UndecryptableTokenError,
     UserCredential,
+    decrypted_value,
     find_user_credential,
+    record_upsert,
     tokens_collection,
     utcnow,
 )
@@ -51,7 +53,6 @@ log = structlog.get_logger("registry.oauth_refresh")
 TOKEN_ENDPOINT_TIMEOUT_SECONDS = 10.0
 # A provider that does not say how long the new access token lives: assume it is short.
 ASSUMED_ACCESS_LIFETIME = timedelta(hours=1)
-REFRESH_RECORD_LIFETIME = DEFAULT_LIFETIME["oauth_refresh"]
 
 
 @dataclass(frozen=True)
@@ -76,17 +77,7 @@ class _RefreshError(Exception):
         self.reason = reason
 
 
-_locks: weakref.WeakValueDictionary[tuple[ObjectId, str], asyncio.Lock] = (
-    weakref.WeakValueDictionary()
-)
-
-
-def _lock_for(key: tuple[ObjectId, str]) -> asyncio.Lock:
-    lock = _locks.get(key)
-    if lock is None:
-        lock = asyncio.Lock()
-        _locks[key] = lock
-    return lock
+_refresh_locks = KeyedLocks()
 
 
 async def credential_with_refresh(
@@ -112,7 +103,7 @@ async def credential_with_refresh(
 
 async def refresh_access_token(*, user_id: ObjectId, server_name: str) -> UserCredential | None:
     """Redeem the user's refresh token for ``server_name``; the new access credential or None."""
-    async with _lock_for((user_id, server_name)):
+    async with _refresh_locks.lock((user_id, server_name)):
         now = utcnow()
         # Another call may have renewed it while this one waited for the lock.
         current = await find_user_credential(
@@ -153,9 +144,8 @@ async def _stored_value(
     if doc is None:
         return None
     try:
-        return decrypt_value(str(doc.get("token") or ""))
-    except DecryptionError as exc:
-        log.warning("token_decryption_failed", token_id=str(doc["_id"]), reason=exc.reason)
+        return decrypted_value(doc)
+    except UndecryptableTokenError:
         return None
 
 
@@ -259,10 +249,7 @@ async def _store(user_id: ObjectId, server_name: str, answer: _TokenResponse) ->
     ) -> ObjectId:
         doc = await collection.find_one_and_update(
             {"userId": user_id, "type": stored_type, "identifier": identifier},
-            {
-                "$set": {"token": encrypt_value(value), "expiresAt": until},
-                "$setOnInsert": {"_id": ObjectId(), "createdAt": now, "__v": 0},
-            },
+            record_upsert(value, until, now),
             upsert=True,
             projection={"_id": True},
             return_document=ReturnDocument.AFTER,

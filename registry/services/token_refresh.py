@@ -33,6 +33,7 @@ from registry.services.tokens import (
     as_stored,
     audit_view,
     live_filter,
+    record_upsert,
     tokens_collection,
     utcnow,
 )
@@ -141,10 +142,7 @@ async def _refresh_pair(
         "type": REFRESH.stored_type,
         "identifier": refresh_identifier,
     }
-    refresh_update = {
-        "$set": {"token": encrypt_value(refresh_value), "expiresAt": now + REFRESH_RECORD_LIFETIME},
-        "$setOnInsert": {"_id": ObjectId(), "createdAt": now, "__v": 0},
-    }
+    refresh_update = record_upsert(refresh_value, now + REFRESH_RECORD_LIFETIME, now)
 
     async def write_both(
         session: AsyncClientSession,

@@ -13,9 +13,7 @@ before MongoDB's TTL monitor removes it.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import weakref
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +33,7 @@ from registry.errors import (
     PermissionDeniedError,
 )
 from registry.services.audit import record_audit
+from registry.services.keyed_locks import KeyedLocks
 from registry.services.pagination import PageWindow
 from registry.services.token_types import (
     ACCESS,
@@ -145,7 +144,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _decrypt(doc: dict[str, Any]) -> str:
+def decrypted_value(doc: dict[str, Any]) -> str:
+    """The record's decrypted value; UndecryptableTokenError (logged) when it does not
+    decrypt with the configured key."""
     try:
         return decrypt_value(str(doc.get("token") or ""))
     except DecryptionError as exc:
@@ -169,17 +170,18 @@ def live_filter(token_id: str, now: datetime) -> dict[str, Any]:
 # that with a unique index, and the collection is the external app's, which does not declare
 # one (and may write such duplicates itself). Serialise them within this process; readers pick
 # the newest record anyway.
-_store_locks: weakref.WeakValueDictionary[tuple[ObjectId, str, str], asyncio.Lock] = (
-    weakref.WeakValueDictionary()
-)
+_store_locks = KeyedLocks()
 
 
-def _store_lock(key: tuple[ObjectId, str, str]) -> asyncio.Lock:
-    lock = _store_locks.get(key)
-    if lock is None:
-        lock = asyncio.Lock()
-        _store_locks[key] = lock
-    return lock
+def record_upsert(
+    value: str, expires_at: datetime, now: datetime, *, record_id: ObjectId | None = None
+) -> dict[str, Any]:
+    """The update that gives a record its (encrypted) value and expiry, creating it, as
+    LibreChat does, with ``_id`` (``record_id`` or a new one), ``createdAt`` and ``__v``."""
+    return {
+        "$set": {"token": encrypt_value(value), "expiresAt": expires_at},
+        "$setOnInsert": {"_id": record_id or ObjectId(), "createdAt": now, "__v": 0},
+    }
 
 
 async def store_token(
@@ -204,17 +206,13 @@ async def store_token(
     now = utcnow()
     new_id = ObjectId()
     expiry = (expires_at or now + DEFAULT_LIFETIME[api_type]).astimezone(UTC)
-    fields: dict[str, Any] = {"token": encrypt_value(value), "expiresAt": expiry}
-    update: dict[str, Any] = {
-        "$set": fields,
-        "$setOnInsert": {"_id": new_id, "createdAt": now, "__v": 0},
-    }
+    update = record_upsert(value, expiry, now, record_id=new_id)
     if metadata is not None:
-        fields["metadata"] = metadata
+        update["$set"]["metadata"] = metadata
     else:
         update["$unset"] = {"metadata": ""}
     key = (owner, kind.stored_type, stored_identifier)
-    async with _store_lock(key):
+    async with _store_locks.lock(key):
         doc = await tokens_collection().find_one_and_update(
             {"userId": owner, "type": kind.stored_type, "identifier": stored_identifier},
             update,
@@ -246,7 +244,7 @@ async def get_token_value(*, user: UserContext, token_id: str) -> tuple[StoredTo
     if doc is None:
         raise NotFoundError(TOKEN_NOT_FOUND, resource=ENTITY, resource_id=token_id)
     authorize_token_read_value(user, doc["userId"])
-    return as_stored(doc), _decrypt(doc)
+    return as_stored(doc), decrypted_value(doc)
 
 
 async def list_tokens(
@@ -377,9 +375,8 @@ async def find_user_credential(
     rank = {kind.stored_type: index for index, kind in enumerate(_GATEWAY_KINDS)}
     for doc in sorted(docs, key=lambda d: rank[str(d["type"])]):
         try:
-            value = decrypt_value(str(doc.get("token") or ""))
-        except DecryptionError as exc:
-            log.warning("token_decryption_failed", token_id=str(doc["_id"]), reason=exc.reason)
+            value = decrypted_value(doc)
+        except UndecryptableTokenError:
             continue
         return UserCredential(
             kind=KIND_BY_STORED_TYPE[str(doc["type"])].api_type,
