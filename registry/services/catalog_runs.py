@@ -20,7 +20,7 @@ from bson import ObjectId
 from packages.models import MCPServer
 from packages.models.tools import SyncOutcome, SyncRun, SyncTrigger
 from registry.auth import UserContext
-from registry.auth.acl import Action, authorize_server, server_visibility_filter
+from registry.auth.acl import Action, server_visibility_filter
 from registry.config import Settings
 from registry.errors import NotFoundError
 from registry.services.catalog_sync import (
@@ -31,6 +31,7 @@ from registry.services.catalog_sync import (
 )
 from registry.services.discovery import CredentialUnavailableError, discover_server
 from registry.services.pagination import PageWindow
+from registry.services.server_store import as_server, load, object_id
 
 log = structlog.get_logger("registry.catalog")
 
@@ -84,10 +85,7 @@ async def sync_server_now(*, user: UserContext, server_id: str, settings: Settin
     Raises NotFoundError for a server the caller cannot see and PermissionDeniedError for a
     shared server and a non-admin.
     """
-    server = await MCPServer.get(_parse_server_id(server_id))
-    if server is None:
-        raise NotFoundError(SERVER_NOT_FOUND, resource="server")
-    authorize_server(user, Action.REFRESH, server)
+    server = as_server(await load(user, object_id(server_id), Action.REFRESH))
     return await run_sync(server=server, settings=settings, trigger="manual", actor_id=user.user_id)
 
 

@@ -15,17 +15,15 @@ import structlog
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from packages.models import MCPServer
 from packages.models.tools import SyncSchedule
 from registry.auth import UserContext
-from registry.auth.acl import Action, authorize_server
-from registry.errors import NotFoundError
+from registry.auth.acl import Action
 from registry.services.audit import record_audit
 from registry.services.catalog_sync import utcnow
+from registry.services.server_store import load, object_id
 
 log = structlog.get_logger("registry.sync_schedules")
 
-SERVER_NOT_FOUND = "Server not found"
 ENTITY = "sync_schedule"
 MIN_INTERVAL_SECONDS = 30.0
 MAX_INTERVAL_SECONDS = 7 * 24 * 3600.0
@@ -45,16 +43,6 @@ class ScheduleView:
     last_finished_at: datetime | None
     last_outcome: str | None
     last_error: str | None
-
-
-async def _authorized_server(user: UserContext, server_id: str, action: Action) -> MCPServer:
-    if not ObjectId.is_valid(server_id):
-        raise NotFoundError(SERVER_NOT_FOUND, resource="server")
-    server = await MCPServer.get(ObjectId(server_id))
-    if server is None:
-        raise NotFoundError(SERVER_NOT_FOUND, resource="server")
-    authorize_server(user, action, server)
-    return server
 
 
 def _view(server_id: ObjectId, schedule: dict[str, Any] | None, default: float) -> ScheduleView:
@@ -77,10 +65,9 @@ async def get_schedule(
     *, user: UserContext, server_id: str, default_interval_seconds: float
 ) -> ScheduleView:
     """The sync schedule of a server the caller can see (NotFoundError otherwise)."""
-    server = await _authorized_server(user, server_id, Action.READ)
-    assert server.id is not None
-    schedule = await SyncSchedule.get_pymongo_collection().find_one({"serverId": server.id})
-    return _view(server.id, schedule, default_interval_seconds)
+    oid = (await load(user, object_id(server_id), Action.READ))["_id"]
+    schedule = await SyncSchedule.get_pymongo_collection().find_one({"serverId": oid})
+    return _view(oid, schedule, default_interval_seconds)
 
 
 async def set_interval(
@@ -97,10 +84,9 @@ async def set_interval(
     after its last run (or after now, if it never ran); a due time already in the past means
     the worker syncs it at its next tick.
     """
-    server = await _authorized_server(user, server_id, Action.REFRESH)
-    assert server.id is not None
+    oid: ObjectId = (await load(user, object_id(server_id), Action.REFRESH))["_id"]
     schedules = SyncSchedule.get_pymongo_collection()
-    before = await schedules.find_one({"serverId": server.id})
+    before = await schedules.find_one({"serverId": oid})
     now = utcnow()
     interval = interval_seconds or default_interval_seconds
     after_run = (before or {}).get("lastFinishedAt") or now
@@ -119,20 +105,20 @@ async def set_interval(
     if not update["$set"]:
         del update["$set"]
     after = await schedules.find_one_and_update(
-        {"serverId": server.id}, update, upsert=True, return_document=ReturnDocument.AFTER
+        {"serverId": oid}, update, upsert=True, return_document=ReturnDocument.AFTER
     )
     await record_audit(
         action="update",
         entity_type=ENTITY,
-        entity_id=str(server.id),
+        entity_id=str(oid),
         actor=user,
         before={"intervalSeconds": (before or {}).get("intervalSeconds")},
         after={"intervalSeconds": interval_seconds},
     )
     log.info(
         "sync_interval_set",
-        server_id=str(server.id),
+        server_id=str(oid),
         interval_seconds=interval_seconds,
         effective_interval_seconds=interval,
     )
-    return _view(server.id, after, default_interval_seconds)
+    return _view(oid, after, default_interval_seconds)
