@@ -218,14 +218,5 @@ class SyncSchedulePublic(_Camel):
 
     @classmethod
     def from_view(cls, view: ScheduleView) -> SyncSchedulePublic:
-        return cls(
-            server_id=view.server_id,
-            interval_seconds=view.interval_seconds,
-            effective_interval_seconds=view.effective_interval_seconds,
-            next_due_at=view.next_due_at,
-            consecutive_failures=view.consecutive_failures,
-            last_started_at=view.last_started_at,
-            last_finished_at=view.last_finished_at,
-            last_outcome=view.last_outcome,
-            last_error=view.last_error,
-        )
+        # The service's view has exactly these fields; the schema only adds camelCase names.
+        return cls.model_validate(view, from_attributes=True)
