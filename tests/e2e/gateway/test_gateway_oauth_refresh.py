@@ -27,6 +27,7 @@ from tests.factories import Caller
 from tests.support.asgi_server import ThreadedASGIServer
 from tests.support.fixtures import UpstreamFactory
 from tests.support.mcp_messages import raw_initialize, text_of
+from tests.support.upstreams import RunningUpstream
 
 OLD_ACCESS = "gho_expired_access_000000"
 OLD_REFRESH = "ghr_refresh_token_111111"
@@ -126,15 +127,31 @@ async def store_records(service: GatewayService, user: Caller, *, access_expired
     )
 
 
+async def oauth_setup(
+    service: GatewayService,
+    upstream_factory: UpstreamFactory,
+    endpoint: TokenEndpoint,
+    *,
+    accepts: str,
+    access_expired: bool,
+) -> tuple[RunningUpstream, Caller]:
+    """An upstream that accepts only the bearer token ``accepts``, registered as an OAuth
+    server, and a caller whose records for it are stored (the access one expired or not)."""
+    upstream = upstream_factory(auth="bearer", api_key=accepts)
+    await oauth_server(service, upstream.url, endpoint)
+    user = service.caller()
+    await store_records(service, user, access_expired=access_expired)
+    return upstream, user
+
+
 async def test_expired_access_token_is_renewed_and_stored_for_both_apps(
     gateway_service: GatewayService,
     upstream_factory: UpstreamFactory,
     token_endpoint: TokenEndpoint,
 ) -> None:
-    upstream = upstream_factory(auth="bearer", api_key=NEW_ACCESS)
-    await oauth_server(gateway_service, upstream.url, token_endpoint)
-    user = gateway_service.caller()
-    await store_records(gateway_service, user, access_expired=True)
+    upstream, user = await oauth_setup(
+        gateway_service, upstream_factory, token_endpoint, accepts=NEW_ACCESS, access_expired=True
+    )
 
     async with mcp_client(gateway_service.url("oauthy"), user) as session:
         echoed = await session.call_tool("echo", {"text": "renewed"})
@@ -174,10 +191,9 @@ async def test_concurrent_calls_redeem_the_refresh_token_once(
     upstream_factory: UpstreamFactory,
     token_endpoint: TokenEndpoint,
 ) -> None:
-    upstream = upstream_factory(auth="bearer", api_key=NEW_ACCESS)
-    await oauth_server(gateway_service, upstream.url, token_endpoint)
-    user = gateway_service.caller()
-    await store_records(gateway_service, user, access_expired=True)
+    _upstream, user = await oauth_setup(
+        gateway_service, upstream_factory, token_endpoint, accepts=NEW_ACCESS, access_expired=True
+    )
 
     async def one_call(index: int) -> str:
         async with mcp_client(gateway_service.url("oauthy"), user) as session:
@@ -195,10 +211,9 @@ async def test_rejected_refresh_asks_the_user_to_sign_in_again(
     upstream_factory: UpstreamFactory,
     token_endpoint: TokenEndpoint,
 ) -> None:
-    upstream = upstream_factory(auth="bearer", api_key=NEW_ACCESS)
-    await oauth_server(gateway_service, upstream.url, token_endpoint)
-    user = gateway_service.caller()
-    await store_records(gateway_service, user, access_expired=True)
+    upstream, user = await oauth_setup(
+        gateway_service, upstream_factory, token_endpoint, accepts=NEW_ACCESS, access_expired=True
+    )
     token_endpoint.status = 400
 
     response = await raw_initialize(gateway_service.url("oauthy"), user.headers)
@@ -217,10 +232,9 @@ async def test_live_access_token_is_used_without_refreshing(
     upstream_factory: UpstreamFactory,
     token_endpoint: TokenEndpoint,
 ) -> None:
-    upstream = upstream_factory(auth="bearer", api_key=OLD_ACCESS)
-    await oauth_server(gateway_service, upstream.url, token_endpoint)
-    user = gateway_service.caller()
-    await store_records(gateway_service, user, access_expired=False)
+    _upstream, user = await oauth_setup(
+        gateway_service, upstream_factory, token_endpoint, accepts=OLD_ACCESS, access_expired=False
+    )
 
     async with mcp_client(gateway_service.url("oauthy"), user) as session:
         echoed = await session.call_tool("echo", {"text": "as is"})
@@ -236,10 +250,9 @@ async def test_users_registered_client_is_preferred_with_its_auth_method(
 ) -> None:
     """The client LibreChat registered for the user (``mcp_oauth_client``) wins over the
     server's; ``client_secret_basic`` sends the credentials as HTTP Basic."""
-    upstream = upstream_factory(auth="bearer", api_key=NEW_ACCESS)
-    await oauth_server(gateway_service, upstream.url, token_endpoint)
-    user = gateway_service.caller()
-    await store_records(gateway_service, user, access_expired=True)
+    _upstream, user = await oauth_setup(
+        gateway_service, upstream_factory, token_endpoint, accepts=NEW_ACCESS, access_expired=True
+    )
     client_info = {
         "client_id": "dyn-client",
         "client_secret": "dyn-secret",
