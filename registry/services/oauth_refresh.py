@@ -36,7 +36,7 @@ from registry.auth import UserContext
 from registry.services.audit import record_audit
 from registry.services.keyed_locks import KeyedLocks
 from registry.services.token_refresh import REFRESH_RECORD_LIFETIME
-from registry.services.token_types import ACCESS, CLIENT, REFRESH
+from registry.services.token_types import ACCESS, CLIENT, REFRESH, StoredKind
 from registry.services.tokens import (
     ENTITY,
     UndecryptableTokenError,
@@ -111,7 +111,7 @@ async def refresh_access_token(*, user_id: ObjectId, server_name: str) -> UserCr
         )
         if current is not None:
             return current
-        refresh_token = await _stored_value(user_id, REFRESH.stored_type, server_name, now)
+        refresh_token = await _stored_value(user_id, REFRESH, server_name, now)
         if refresh_token is None:
             return None
         try:
@@ -129,13 +129,12 @@ async def refresh_access_token(*, user_id: ObjectId, server_name: str) -> UserCr
 
 
 async def _stored_value(
-    user_id: ObjectId, stored_type: str, server_name: str, now: datetime
+    user_id: ObjectId, kind: StoredKind, server_name: str, now: datetime
 ) -> str | None:
-    kind = {REFRESH.stored_type: REFRESH, CLIENT.stored_type: CLIENT}[stored_type]
     doc = await tokens_collection().find_one(
         {
             "userId": user_id,
-            "type": stored_type,
+            "type": kind.stored_type,
             "identifier": kind.stored_identifier(server_name),
             "expiresAt": {"$gt": now},
         },
@@ -169,7 +168,7 @@ async def _endpoint_and_client(
 
 
 async def _user_client(user_id: ObjectId, server_name: str, now: datetime) -> _Client | None:
-    raw = await _stored_value(user_id, CLIENT.stored_type, server_name, now)
+    raw = await _stored_value(user_id, CLIENT, server_name, now)
     if raw is None:
         return None
     try:
