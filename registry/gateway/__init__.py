@@ -11,6 +11,7 @@ from registry.gateway.upstream import (
     display_url,
     to_tool_function,
     tool_function_name,
+    transport_for,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "display_url",
     "to_tool_function",
     "tool_function_name",
+    "transport_for",
 ]

@@ -24,12 +24,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from packages.database.encryption import DecryptionError, decrypt_value
 from registry.errors import InvalidRequestError
-from registry.gateway.upstream import build_auth_headers
+from registry.gateway.upstream import UpstreamTransport, build_auth_headers, transport_for
 
 log = structlog.get_logger("registry.gateway")
 
 CredentialMode = Literal["none", "app", "user"]
-Transport = Literal["streamable-http", "sse"]
+Transport = UpstreamTransport
 COLLECTION = "mcpservers"
 MAX_CACHED_SERVERS = 10_000
 _PROJECTION = {
@@ -112,15 +112,6 @@ def config_version(doc: dict[str, Any]) -> str:
     return updated.isoformat() if isinstance(updated, datetime) else str(updated)
 
 
-def _transport(config: dict[str, Any]) -> Transport | None:
-    kind = config.get("type")
-    if kind in ("streamable-http", "http"):
-        return "streamable-http"
-    if kind == "sse":
-        return "sse"
-    return None
-
-
 def _static_headers(config: dict[str, Any]) -> dict[str, str]:
     headers = config.get("headers") or {}
     # LibreChat placeholders ({{LIBRECHAT_USER_ID}}, ${ENV}) are resolved by the external app's
@@ -173,7 +164,7 @@ def build_server(doc: dict[str, Any], *, default_timeout_seconds: float) -> Reso
         scope=str(doc.get("scope")),
         author=doc.get("author"),
         status=str(doc.get("status") or "active"),
-        transport=_transport(config),
+        transport=transport_for(config.get("type")),
         url=str(config.get("url") or ""),
         config_version=config_version(doc),
         # sock_read bounds every wait for upstream bytes (headers, then each chunk), so a

@@ -43,6 +43,17 @@ from registry.errors import (
 AuthorizationType = Literal["bearer", "basic", "custom"]
 UpstreamTransport = Literal["streamable-http", "sse"]
 
+
+def transport_for(config_type: object) -> UpstreamTransport | None:
+    """The MCP transport a server's ``config.type`` names (``http`` is streamable HTTP), or
+    None for one the registry does not speak (``stdio``, ``websocket``)."""
+    if config_type in ("streamable-http", "http"):
+        return "streamable-http"
+    if config_type == "sse":
+        return "sse"
+    return None
+
+
 MAX_TOOL_PAGES = 100
 CLIENT_INFO = Implementation(name="mcp-gateway-registry", version="0.1.0")
 # Lets upstream operators tell the registry's discovery sessions from relayed client traffic.

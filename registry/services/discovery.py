@@ -21,11 +21,11 @@ from packages.models import MCPServer
 from registry.errors import InvalidRequestError, UpstreamError
 from registry.gateway import (
     DiscoveredTool,
-    UpstreamTransport,
     build_auth_headers,
     discover,
     to_tool_function,
     tool_function_name,
+    transport_for,
 )
 from registry.services.oauth_refresh import credential_with_refresh
 from registry.services.server_documents import utcnow
@@ -84,14 +84,6 @@ class DiscoveryOutcome:
             for path in ("config.tools", "config.toolFunctions", "numTools"):
                 del to_set[path]
         return to_set, {"lastError": "", "errorMessage": ""}
-
-
-def _transport(config_type: str) -> UpstreamTransport | None:
-    if config_type == "sse":
-        return "sse"
-    if config_type in ("streamable-http", "http"):
-        return "streamable-http"
-    return None
 
 
 class CredentialUnavailableError(UpstreamError):
@@ -163,7 +155,7 @@ async def discover_server(
     server's ``initTimeout`` (ms) when that is shorter.
     """
     config = server.config.root
-    transport = _transport(config.type)
+    transport = transport_for(config.type)
     url = getattr(config, "url", None)
     if transport is None or not url:
         return DiscoveryOutcome(
