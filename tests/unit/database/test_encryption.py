@@ -197,11 +197,14 @@ def test_decrypt_v1_other_key_fails(plaintext: str) -> None:
 
 
 @PROPERTY
-@given(plaintext=TEXT.filter(bool))
+@given(plaintext=st.text(alphabet=st.characters(codec="utf-8"), min_size=8))
 def test_decrypt_v3_other_key_never_returns_plaintext(plaintext: str) -> None:
     """CTR has no integrity check: a wrong key may yield garbage text, never the original.
 
-    The empty plaintext is excluded because it decrypts to "" under any key.
+    A wrong key XORs the ciphertext with an unrelated keystream, so an n-byte plaintext comes
+    back unchanged with probability 2**(-8n): about 1 in 256 for one byte, which made this
+    property flaky in CI. At 8 bytes or more (each character is at least one) the chance is
+    below 2**-64 per example.
     """
     value = SERVICE_A.encrypt_v3(plaintext)
     try:
