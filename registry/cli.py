@@ -21,7 +21,13 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 30m, 8h, 7d")
     value, unit = match.groups()
-    return timedelta(**{_UNITS[unit]: int(value)})
+    try:
+        duration = timedelta(**{_UNITS[unit]: int(value)})
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"duration {text!r} is too long") from None
+    if duration <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"duration {text!r} must be longer than zero")
+    return duration
 
 
 def _serve(args: argparse.Namespace) -> int:

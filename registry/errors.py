@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from registry.timestamps import utc_iso
+
 
 class RegistryError(Exception):
     """Base class of every error the service raises on purpose."""
@@ -83,7 +85,12 @@ class StaleUpdateError(ConflictError):
 
     def extra_body(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
-            return value.isoformat().replace("+00:00", "Z") if value else None
+            # Design 004's example shows whole seconds ("2026-01-03T15:45:00Z"); a stamp with a
+            # fraction keeps its milliseconds, as every other timestamp of the API does.
+            if value is None:
+                return None
+            text = utc_iso(value)
+            return text if value.microsecond else text.replace(".000Z", "Z")
 
         return {
             "current_updated_at": iso(self.current_updated_at),

@@ -21,7 +21,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 ExposureState = Literal["draft", "active", "disabled", "deleted"]
 RegistrationState = Literal["selected", "unselected", "stale"]
 MetadataSource = Literal["admin", "upstream", "heuristic", "default"]
-SyncTrigger = Literal["register", "refresh", "manual", "scheduled", "list_changed"]
+SyncTrigger = Literal["register", "refresh", "manual", "scheduled", "list_changed", "import"]
 SyncOutcome = Literal["running", "success", "error"]
 
 EXPOSURE_STATES: tuple[ExposureState, ...] = ("draft", "active", "disabled", "deleted")

@@ -183,7 +183,9 @@ async def get_server_tools(
         discovery_timeout_seconds=runtime.settings.discovery_timeout_seconds,
         default_tool_exposure=runtime.settings.default_tool_exposure,
     )
-    return ServerToolsResponse.build(result.server, tools=result.tools, cached=result.cached)
+    return ServerToolsResponse.build(
+        result.server, tools=result.tools, cached=result.cached, retrieved_at=result.retrieved_at
+    )
 
 
 @router.post(

@@ -48,7 +48,12 @@ async def run_import(
     Returns the exit status: 0 when no file failed, 1 otherwise.
     """
     async with open_database(settings):
-        report = await import_directory(directory=directory, author_id=author_id, dry_run=dry_run)
+        report = await import_directory(
+            directory=directory,
+            author_id=author_id,
+            dry_run=dry_run,
+            default_exposure=settings.default_tool_exposure,
+        )
     out.write(format_report(report))
     return 1 if report.has_failures else 0
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from registry.auth import UserContext
@@ -229,8 +230,8 @@ class ToolPolicy:
         entry = {
             "action": "tool_call_destructive",
             "entity_type": "tool",
-            "entity_id": tool.id,
-            "user_id": user.user_id,
+            "entity_id": ObjectId(tool.id),
+            "user_id": user.object_id or user.user_id,
             "changes": {"before": None, "after": {"server": server.name, "tool": tool.name}},
             "request_id": structlog.contextvars.get_contextvars().get("request_id"),
             "timestamp": datetime.now(UTC),

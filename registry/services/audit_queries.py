@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from beanie import SortDirection
+from bson import ObjectId
 
 from packages.models.audit import AuditLog
 from registry.services.pagination import PageWindow
@@ -22,12 +23,19 @@ class AuditQuery:
 
     def as_filter(self) -> dict[str, Any]:
         fields = {
-            "entity_id": self.entity_id,
-            "user_id": self.user_id,
+            "entity_id": _stored_id(self.entity_id),
+            "user_id": _stored_id(self.user_id),
             "action": self.action,
             "entity_type": self.entity_type,
         }
         return {name: value for name, value in fields.items() if value is not None}
+
+
+def _stored_id(value: str | None) -> ObjectId | str | None:
+    # Ids are stored as ObjectIds (so any hex spelling finds them); other subjects as text.
+    if value is not None and len(value) == 24 and ObjectId.is_valid(value):
+        return ObjectId(value)
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)

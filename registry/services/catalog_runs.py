@@ -11,6 +11,7 @@ raised: the run is the result.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -124,3 +125,13 @@ async def list_sync_runs(
         .to_list()
     )
     return SyncRunPage(items=items, total=total, page=page, per_page=per_page)
+
+
+async def last_discovered_at(server_id: ObjectId) -> datetime | None:
+    """When the server's tools were last listed successfully (registration, refresh, a sync or
+    an import): the newest successful run's finish time, or None when there was none."""
+    run = await SyncRun.find_one(
+        {"serverId": server_id, "outcome": "success"},
+        sort=[("startedAt", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)],
+    )
+    return run.finished_at if run is not None else None

@@ -41,6 +41,7 @@ from registry.errors import RegistryError
 from registry.gateway.upstream import DiscoveredTool, tool_function_name
 from registry.services import catalog_cache
 from registry.services.catalog_metadata import discovery_hash, effective_metadata
+from registry.services.server_documents import TOOLS_SEPARATOR
 from registry.services.tool_invariants import EXPOSED_FILTER, server_exposes_tools
 
 log = structlog.get_logger("registry.catalog")
@@ -49,7 +50,6 @@ SYNC_ACTOR = "sync"
 _exposure_locks: weakref.WeakValueDictionary[ObjectId, asyncio.Lock] = weakref.WeakValueDictionary()
 # As registration writes it (registry.services.discovery): the external app's own documents
 # join tool names with "," and readers split on "," and strip.
-TOOLS_SEPARATOR = ","
 _CAS_ATTEMPTS = 5
 
 

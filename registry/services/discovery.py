@@ -28,13 +28,9 @@ from registry.gateway import (
     transport_for,
 )
 from registry.services.oauth_refresh import credential_with_refresh
-from registry.services.server_documents import utcnow
+from registry.services.server_documents import TOOLS_SEPARATOR, utcnow
 
 log = structlog.get_logger("registry.discovery")
-
-# Tool names are joined without spaces, as the external app's own documents store them
-# ("a,b,c"); readers split on "," and strip, so "a, b" written by others reads the same.
-TOOLS_SEPARATOR = ","
 
 
 @dataclass(frozen=True)

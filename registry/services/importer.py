@@ -36,10 +36,13 @@ from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from packages.models import MCPServer
+from packages.models.tools import ExposureState
 from registry.auth import UserContext
 from registry.errors import InvalidRequestError
-from registry.gateway import tool_function_name
+from registry.gateway import DiscoveredTool, to_tool_function, tool_function_name
 from registry.services.audit import record_audit
+from registry.services.catalog_sync import sync_server_tools
+from registry.services.server_documents import TOOLS_SEPARATOR
 
 log = structlog.get_logger("registry.importer")
 
@@ -126,14 +129,17 @@ def _transport(raw: Mapping[str, Any]) -> str:
     return "streamable-http"
 
 
-def _tool_functions(tools: Any, server_name: str) -> tuple[list[str], dict[str, Any]]:
-    """Tool names in file order and their OpenAI-format functions keyed by LibreChat key."""
+def parse_tool_list(tools: Any) -> list[DiscoveredTool]:
+    """The file's ``tool_list`` in file order, as if the upstream had listed it.
+
+    Raises:
+        InvalidRequestError: the list or one of its entries is unusable; the message says why.
+    """
     if tools is None:
-        return [], {}
+        return []
     if not isinstance(tools, list):
         raise InvalidRequestError("tool_list must be a list")
-    names: list[str] = []
-    functions: dict[str, Any] = {}
+    parsed_tools: list[DiscoveredTool] = []
     for tool in tools:
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) or not tool["name"]:
             raise InvalidRequestError("every tool_list entry needs a non-empty name")
@@ -144,16 +150,19 @@ def _tool_functions(tools: Any, server_name: str) -> tuple[list[str], dict[str, 
             schema = dict(_EMPTY_SCHEMA)
         if not isinstance(schema, dict):
             raise InvalidRequestError(f"tool {tool['name']!r} has a schema that is not an object")
-        if tool["name"] in names:
+        if any(known.name == tool["name"] for known in parsed_tools):
             raise InvalidRequestError(f"tool {tool['name']!r} is listed twice")
-        key = tool_function_name(tool["name"], server_name)
-        function: dict[str, Any] = {"name": key}
-        if isinstance(description, str) and description:
-            function["description"] = description
-        function["parameters"] = schema
-        functions[key] = {"type": "function", "function": function}
-        names.append(tool["name"])
-    return names, functions
+        parsed_tools.append(
+            DiscoveredTool(
+                name=tool["name"],
+                description=description if isinstance(description, str) and description else None,
+                input_schema=schema,
+                output_schema=None,
+                annotations=None,
+                title=None,
+            )
+        )
+    return parsed_tools
 
 
 def map_server_config(
@@ -179,13 +188,17 @@ def map_server_config(
     tags = raw.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
         raise InvalidRequestError("tags must be a list of strings")
-    tool_names, functions = _tool_functions(raw.get("tool_list"), server_name)
+    tools = parse_tool_list(raw.get("tool_list"))
+    functions = {
+        tool_function_name(tool.name, server_name): to_tool_function(tool, server_name)
+        for tool in tools
+    }
     stars = raw.get("num_stars")
     config: dict[str, Any] = {
         "title": sanitize_title(raw["server_name"], fallback=server_name),
         "type": _transport(raw),
         "url": raw["proxy_pass_url"],
-        "tools": ", ".join(tool_names),
+        "tools": TOOLS_SEPARATOR.join(tool.name for tool in tools),
         "toolFunctions": functions,
     }
     if isinstance(raw.get("description"), str):
@@ -238,7 +251,12 @@ def read_directory(directory: Path) -> tuple[dict[str, bool], list[ConfigFile]]:
 
 
 async def _import_one(
-    file: ConfigFile, *, state: Mapping[str, bool], actor: UserContext, dry_run: bool
+    file: ConfigFile,
+    *,
+    state: Mapping[str, bool],
+    actor: UserContext,
+    dry_run: bool,
+    default_exposure: ExposureState,
 ) -> ImportResult:
     if file.error is not None:
         return ImportResult(file=file.name, outcome="failed", reason=file.error)
@@ -274,6 +292,16 @@ async def _import_one(
             server_name=name,
             reason=f"path {document.path} is used by another server",
         )
+    # The file's tool list is the server's first discovery: the catalog (which governs what
+    # the gateway and the server document expose) must know these tools, or the next
+    # recompute (a toggle, say) would empty the document's tools.
+    await sync_server_tools(
+        server=document,
+        discovered=parse_tool_list(file.content.get("tool_list")),
+        trigger="import",
+        actor_id=actor.user_id,
+        default_exposure=default_exposure,
+    )
     await record_audit(
         action="import",
         entity_type="server",
@@ -285,13 +313,21 @@ async def _import_one(
     return ImportResult(file=file.name, outcome="imported", server_name=name)
 
 
-async def import_directory(*, directory: Path, author_id: str, dry_run: bool) -> ImportReport:
+async def import_directory(
+    *,
+    directory: Path,
+    author_id: str,
+    dry_run: bool,
+    default_exposure: ExposureState = "active",
+) -> ImportReport:
     """Import every ``*.json`` server config in ``directory`` (not recursive).
 
     Each file is handled on its own: a bad file is reported as failed and the others are
     still imported; an existing ``serverName`` is reported as skipped. ``author_id`` (a
-    24-hex ObjectId) becomes the servers' ``author`` and the audit actor (as an admin). With
-    ``dry_run`` nothing is written and "imported" means "would be imported".
+    24-hex ObjectId) becomes the servers' ``author`` and the audit actor (as an admin). Each
+    server's ``tool_list`` enters the tool catalog (a sync run with trigger ``import``; new tools
+    get ``default_exposure``). With ``dry_run`` nothing is written and "imported" means "would
+    be imported".
 
     Raises:
         InvalidRequestError: ``directory`` is not a directory, ``author_id`` is not an
@@ -303,7 +339,9 @@ async def import_directory(*, directory: Path, author_id: str, dry_run: bool) ->
     state, files = await asyncio.to_thread(read_directory, directory)
     report = ImportReport(dry_run=dry_run)
     for file in files:
-        result = await _import_one(file, state=state, actor=actor, dry_run=dry_run)
+        result = await _import_one(
+            file, state=state, actor=actor, dry_run=dry_run, default_exposure=default_exposure
+        )
         if result.outcome == "failed":
             log.warning("server_import_failed", file=file.name, reason=result.reason)
         report.results.append(result)

@@ -21,10 +21,15 @@ from bson import ObjectId
 
 from packages.database.encryption import encrypt_value
 from packages.models import MCPServer
+from registry.timestamps import utc_iso
 
 MASK = "***"
 
 Transport = Literal["streamable-http", "sse"]
+
+# config.tools joins tool names without spaces, as the external app's own documents store them
+# ("a,b,c"); readers split on "," and strip, so "a, b" written by others reads the same.
+TOOLS_SEPARATOR = ","
 
 
 class ApiKeyFields(TypedDict, total=False):
@@ -259,11 +264,18 @@ def mcp_tools(server: MCPServer) -> list[dict[str, Any]]:
 
 
 def snapshot(document: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A JSON-able copy of a raw stored document for the audit trail (ids and dates as text)."""
+    """A JSON-able copy of a raw stored document for the audit trail (ids and dates as text).
+
+    Static header values are masked as in API responses: they are often credentials
+    (``X-Api-Key``), and the audit trail's key-name redaction cannot recognise a header name.
+    """
     if document is None:
         return None
     converted = _jsonable(document)
     assert isinstance(converted, dict)
+    config = converted.get("config")
+    if isinstance(config, dict) and isinstance(config.get("headers"), dict):
+        config["headers"] = dict.fromkeys(config["headers"], MASK)
     return converted
 
 
@@ -275,5 +287,5 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, ObjectId):
         return str(value)
     if isinstance(value, datetime):
-        return to_bson_time(value).isoformat().replace("+00:00", "Z")
+        return utc_iso(value)
     return value

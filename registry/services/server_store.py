@@ -8,6 +8,8 @@ wins. ``DuplicateKeyError`` from the unique indexes becomes ConflictError here.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,12 +30,21 @@ from registry.errors import (
     NotFoundError,
     StaleUpdateError,
 )
+from registry.services.keyed_locks import KeyedLocks
 from registry.services.server_documents import next_updated_at, to_bson_time
 
 STALE_MESSAGE = "Server was modified by another process"
 # Compare-and-set attempts for writes that carry no expected updatedAt (toggle, refresh, a
-# PATCH without updatedAt) before giving up with 409 under heavy contention.
+# PATCH without updatedAt) before giving up with 409. Writers in this process take turns (see
+# _write_locks), so only writers in other processes (replicas, the external app) contend.
 MAX_WRITE_ATTEMPTS = 8
+# Upper bound of the random pause after a lost race, times the attempt number: without it the
+# losers of one round re-read at once and collide again.
+RETRY_PAUSE_SECONDS = 0.005
+
+# Concurrent writes to one server in this process would otherwise all read the same updatedAt
+# and all but one lose; 16 concurrent toggles exhausted the attempts and answered 409.
+_write_locks = KeyedLocks()
 
 Operations = tuple[dict[str, Any], dict[str, str]]
 
@@ -106,7 +117,21 @@ async def compare_and_set(
     StaleUpdateError; without it a lost race is retried on a fresh read.
     """
     provided = to_bson_time(provided_updated_at) if provided_updated_at else None
-    for _ in range(MAX_WRITE_ATTEMPTS):
+    async with _write_locks.lock(oid):
+        return await _compare_and_set_locked(
+            principal=principal, oid=oid, action=action, build=build, provided=provided
+        )
+
+
+async def _compare_and_set_locked(
+    *,
+    principal: UserContext,
+    oid: ObjectId,
+    action: Action,
+    build: Callable[[Mapping[str, Any]], Operations],
+    provided: datetime | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
         before = await load(principal, oid, action)
         current = before.get("updatedAt")
         if provided is not None and (current is None or to_bson_time(current) != provided):
@@ -131,6 +156,7 @@ async def compare_and_set(
             if latest is None:
                 raise NotFoundError(SERVER_NOT_FOUND, resource="server", resource_id=str(oid))
             raise _stale(latest.get("updatedAt"), provided, oid)
+        await asyncio.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * attempt))  # noqa: S311
     raise ConflictError("Server is being modified concurrently; retry", resource="server")
 
 

@@ -36,6 +36,7 @@ from registry.errors import (
 from registry.gateway.connection_state import ConnectionStateStore
 from registry.metrics import SERVER_OPERATIONS
 from registry.services.audit import record_audit
+from registry.services.catalog_runs import last_discovered_at
 from registry.services.catalog_sync import (
     forget_server,
     record_failed_sync,
@@ -78,6 +79,9 @@ class ServerTools:
     server: MCPServer
     tools: list[dict[str, Any]]
     cached: bool
+    retrieved_at: datetime | None
+    """When the tools were last discovered (``retrievedAt``), not when the gateway last
+    connected: serving a call is not a discovery."""
 
 
 async def _record_mutation(
@@ -298,6 +302,7 @@ async def update_server(
     stored tools are refreshed by the next refresh.
     """
     oid = object_id(server_id)
+    server_id = str(oid)  # one spelling for state keys, audit and logs (ids are hex, any case)
 
     def build(stored: Mapping[str, Any]) -> Operations:
         # After the visibility check, so another user's private server still reads as 404.
@@ -333,6 +338,7 @@ async def delete_server(
     """Delete a server. NotFoundError when invisible or gone; PermissionDeniedError for a
     non-admin and a shared server ("Only admins can delete shared servers")."""
     oid = object_id(server_id)
+    server_id = str(oid)  # one spelling for state keys, audit and logs (ids are hex, any case)
     with _counted("delete"):
         before = await load(principal, oid, Action.DELETE)
         result = await collection().delete_one({"_id": oid})
@@ -354,16 +360,18 @@ async def delete_server(
 async def toggle_server(*, principal: UserContext, server_id: str, enabled: bool) -> MCPServer:
     """Switch a server on (``status: active``) or off (``status: inactive``)."""
     status = "active" if enabled else "inactive"
+    oid = object_id(server_id)
+    server_id = str(oid)  # one spelling for audit and logs (ids are hex, any case)
     with _counted("toggle"):
         before, after = await compare_and_set(
             principal=principal,
-            oid=object_id(server_id),
+            oid=oid,
             action=Action.TOGGLE,
             build=lambda _stored: ({"status": status}, {}),
         )
     # A disabled server exposes no tools; enabling it again restores its exposed tools.
-    await refresh_server_exposure(server_id=object_id(server_id))
-    latest = await collection().find_one({"_id": object_id(server_id)})
+    await refresh_server_exposure(server_id=oid)
+    latest = await collection().find_one({"_id": oid})
     if latest is not None:
         after = dict(latest)
     await _record_mutation(
@@ -390,8 +398,9 @@ async def refresh_server(
     Access is checked before the upstream call and again when writing. A server switched
     off stays ``inactive`` after a successful refresh; otherwise success makes it ``active``.
     """
+    oid = object_id(server_id)
+    server_id = str(oid)  # one spelling for audit and logs (ids are hex, any case)
     with _counted("refresh"):
-        oid = object_id(server_id)
         current = as_server(await load(principal, oid, Action.REFRESH))
         outcome = await discover_server(
             current, timeout_seconds=discovery_timeout_seconds, user_id=principal.object_id
@@ -448,4 +457,10 @@ async def get_server_tools(
     else:
         server = await get_server(principal=principal, server_id=server_id)
     tools = await usable_server_tools(user=principal, server_id=server_id)
-    return ServerTools(server=server, tools=tools, cached=not refresh)
+    assert server.id is not None
+    return ServerTools(
+        server=server,
+        tools=tools,
+        cached=not refresh,
+        retrieved_at=await last_discovered_at(server.id),
+    )

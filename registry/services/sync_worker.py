@@ -261,6 +261,7 @@ class SyncWorker:
                 if server is None or server.status == "inactive":
                     await self._retire(schedule, server_exists=server is not None)
                     return
+                started = utcnow()
                 run = await self._sync(server, trigger)
                 error = run.error if run.outcome == "error" else None
             except CredentialUnavailableError:
@@ -274,7 +275,7 @@ class SyncWorker:
                 error = "Synchronisation failed unexpectedly"
             if error is None:
                 await self._reschedule(schedule, failures=0, error=None, outcome="success")
-                await self._recover(server_id)
+                await self._recover(server_id, sync_started_at=started)
                 return
             failures = int(schedule.get("consecutiveFailures", 0)) + 1
             await self._reschedule(schedule, failures=failures, error=error, outcome="error")
@@ -333,10 +334,21 @@ class SyncWorker:
         if result.modified_count:
             log.warning("server_sync_errored", server_id=str(server_id), error=error)
 
-    async def _recover(self, server_id: ObjectId) -> None:
+    async def _recover(self, server_id: ObjectId, *, sync_started_at: datetime) -> None:
+        """Clear the error state, unless it was recorded after this sync started.
+
+        A sync that listed the tools just before the upstream died can finish after the
+        gateway's failed calls marked the server ``error``: its success is older news and must
+        not hide the newer failure (the gateway's fault test caught this under load). A later
+        success, of a sync or a gateway call, recovers the server.
+        """
         now = utcnow()
         result = await MCPServer.get_pymongo_collection().update_one(
-            {"_id": server_id, "status": "error"},
+            {
+                "_id": server_id,
+                "status": "error",
+                "$or": [{"lastError": None}, {"lastError": {"$lt": sync_started_at}}],
+            },
             {
                 "$set": {"status": "active", "lastConnected": now, "updatedAt": now},
                 "$unset": {"errorMessage": ""},

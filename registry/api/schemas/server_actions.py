@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from packages.models import MCPServer
 from registry.api.schemas.servers import UtcDateTime, count_tools
@@ -14,7 +15,8 @@ from registry.api.schemas.servers import UtcDateTime, count_tools
 class ToggleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool
+    # Strict: "yes", 1 or "false" switching a server on or off by lax coercion is a surprise.
+    enabled: StrictBool
 
 
 class ToggleResponse(BaseModel):
@@ -60,7 +62,14 @@ class ServerToolsResponse(BaseModel):
     retrieved_at: UtcDateTime | None = Field(default=None, alias="retrievedAt")
 
     @classmethod
-    def build(cls, server: MCPServer, *, tools: list[dict[str, Any]], cached: bool) -> Self:
+    def build(
+        cls,
+        server: MCPServer,
+        *,
+        tools: list[dict[str, Any]],
+        cached: bool,
+        retrieved_at: datetime | None,
+    ) -> Self:
         return cls.model_validate(
             {
                 "id": str(server.id),
@@ -69,7 +78,7 @@ class ServerToolsResponse(BaseModel):
                 "numTools": len(tools),
                 "capabilities": _parse_capabilities(server.config.root.capabilities),
                 "cached": cached,
-                "retrievedAt": server.last_connected,
+                "retrievedAt": retrieved_at,
             }
         )
 

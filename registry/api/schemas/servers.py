@@ -17,15 +17,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal, Self, cast
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from packages.models import MCPServer
 from registry.api.schemas.pagination import Pagination
 from registry.services.server_documents import MASK, ServerFields
+from registry.timestamps import as_utc, utc_iso
 
 # The caller's connection state of a server (app-level or the caller's own, see gateway docs).
 StateReader = Callable[[MCPServer], str]
@@ -41,13 +50,9 @@ Scope = Literal["private_user", "shared_user", "shared_app"]
 Status = Literal["active", "inactive", "error"]
 
 
-def _iso(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-UtcDateTime = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json")]
+UtcDateTime = Annotated[datetime, PlainSerializer(utc_iso, return_type=str, when_used="json")]
+# A timestamp the client sends: converted to UTC, 422 when UTC cannot represent it.
+UtcInstant = Annotated[datetime, AfterValidator(as_utc)]
 Text = Annotated[str, Field(max_length=2048)]
 
 
@@ -206,7 +211,7 @@ class ServerUpdate(_ServerFieldsIn):
     url: str | None = None
     scope: Scope | None = None
     status: Literal["active", "inactive"] | None = None
-    updated_at: datetime | None = Field(default=None, alias="updatedAt")
+    updated_at: UtcInstant | None = Field(default=None, alias="updatedAt")
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> Self:

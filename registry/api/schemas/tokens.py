@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from registry.api.schemas.pagination import Pagination
 from registry.services.token_types import ApiTokenType
+from registry.timestamps import as_utc
 
 _MAX_SECRET = 16_384
 _MAX_IDENTIFIER = 200
@@ -23,11 +24,7 @@ _INT64 = 2**63
 def _in_future(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    try:
-        # Stored in UTC; e.g. 9999-12-31T23:00-05:00 has no UTC equivalent.
-        value = value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of range") from None
+    value = as_utc(value)
     if value <= datetime.now(UTC):
         raise ValueError("must be in the future")
     return value

@@ -7,9 +7,9 @@ the governance ``metadata`` keeps the issue's snake_case names (``read_only``, .
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from packages.models.tools import SyncRun, Tool, ToolVersion
@@ -19,6 +19,7 @@ from registry.services.sync_schedules import (
     MIN_INTERVAL_SECONDS,
     ScheduleView,
 )
+from registry.timestamps import as_utc
 
 
 class _Camel(BaseModel):
@@ -48,7 +49,7 @@ class ToolUpdate(_Camel):
     allowed_roles: list[str] | None = Field(default=None, max_length=50)
     allowed_groups: list[str] | None = Field(default=None, max_length=200)
     metadata: ToolMetadataUpdate | None = None
-    updated_at: AwareDatetime | None = None
+    updated_at: Annotated[AwareDatetime, AfterValidator(as_utc)] | None = None
     """Optimistic concurrency: the ``updatedAt`` the caller last read (409 if it changed)."""
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from bson import ObjectId
 from httpx import ASGITransport, AsyncClient
 
 from packages.database.connection import MongoClient
@@ -80,10 +82,20 @@ async def test_register_server_reachable_stores_discovery(
 
 
 async def test_get_server_tools_returns_mcp_native_tools(
-    client: AsyncClient, admin: Caller, upstream_factory: UpstreamFactory
+    client: AsyncClient,
+    admin: Caller,
+    upstream_factory: UpstreamFactory,
+    mongo_client: MongoClient,
+    settings: Settings,
 ) -> None:
     upstream = upstream_factory(name="native")
     created = await register(client, admin, server_body("native", url=upstream.url))
+    # The gateway writes lastConnected when it connects; that is not a discovery, and
+    # retrievedAt followed it (it was read from lastConnected).
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await mongo_client[settings.mongo_db]["mcpservers"].update_one(
+        {"_id": ObjectId(created["id"])}, {"$set": {"lastConnected": later}}
+    )
 
     response = await client.get(f"{SERVERS}/{created['id']}/tools", headers=admin.headers)
 
@@ -92,7 +104,14 @@ async def test_get_server_tools_returns_mcp_native_tools(
     assert body["id"] == created["id"]
     assert body["serverName"] == "native"
     assert body["cached"] is True
-    assert body["retrievedAt"] == created["lastConnected"]
+    runs = await client.get(
+        "/api/v1/sync/runs", params={"server_id": created["id"]}, headers=admin.headers
+    )
+    (registration,) = runs.json()["sync_runs"]
+    assert registration["trigger"] == "register"
+    assert datetime.fromisoformat(body["retrievedAt"]) == datetime.fromisoformat(
+        registration["finishedAt"]
+    )
     assert body["numTools"] == len(DEFAULT_TOOLS)
     assert "tools" in body["capabilities"]
     tools = {tool["name"]: tool for tool in body["tools"]}

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bson import ObjectId
 from mcp.shared.exceptions import MCPError
 from mcp.types import ToolListChangedNotification
 
@@ -145,7 +146,7 @@ async def test_destructive_call_flagged_in_audit(
 
     await wait_until(poll)
     assert len(found) == 1
-    assert found[0]["user_id"] == user.id
+    assert found[0]["user_id"] == ObjectId(user.id)
     assert found[0]["changes"]["after"] == {"server": "alpha", "tool": "delete_everything"}
     assert "arguments" not in str(found[0])
 

@@ -305,7 +305,7 @@ async def test_mutations_write_audit_entries(
 
     entries = await (
         mongo_client[settings.mongo_db]["audit_logs"]
-        .find({"entity_id": server_id})
+        .find({"entity_id": ObjectId(server_id)})
         .sort("timestamp", 1)
         .to_list()
     )
@@ -317,7 +317,8 @@ async def test_mutations_write_audit_entries(
         "delete",
     ]
     assert all(
-        entry["user_id"] == admin.id and entry["entity_type"] == "server" for entry in entries
+        entry["user_id"] == ObjectId(admin.id) and entry["entity_type"] == "server"
+        for entry in entries
     )
     assert entries[0]["changes"]["before"] is None
     assert entries[0]["changes"]["after"]["config"]["apiKey"]["key"] == "***"
@@ -564,3 +565,74 @@ async def test_register_server_counts_operation_and_logs_without_secret(
     assert registered[0]["server_id"] == created["id"]
     assert registered[0]["status"] == "error"
     assert API_KEY not in str(logs) and CLIENT_SECRET not in str(logs)
+
+
+@pytest.mark.parametrize("enabled", ["yes", 1, "false", None])
+async def test_toggle_server_non_boolean_is_422(
+    client: AsyncClient, admin: Caller, mongo_client: MongoClient, settings: Settings, enabled: Any
+) -> None:
+    """``{"enabled": "yes"}`` and ``{"enabled": 1}`` switched servers on by lax coercion."""
+    created = await create(client, admin, server_body("strict"))
+
+    response = await client.post(
+        f"{SERVERS}/{created['id']}/toggle", json={"enabled": enabled}, headers=admin.headers
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_error"
+    assert (await stored(mongo_client, settings, created["id"]))["status"] == created["status"]
+
+
+async def test_audit_entries_mask_static_header_values(
+    client: AsyncClient, admin: Caller, mongo_client: MongoClient, settings: Settings
+) -> None:
+    """Header values were masked in responses but stored verbatim in the audit trail."""
+    created = await create(
+        client, admin, server_body("headered", headers={"X-Api-Key": "hdr-secret-4242"})
+    )
+    await client.patch(
+        f"{SERVERS}/{created['id']}",
+        json={"headers": {"X-Api-Key": "hdr-secret-5353"}},
+        headers=admin.headers,
+    )
+
+    entries = await mongo_client[settings.mongo_db]["audit_logs"].find({}).to_list()
+    listed = await client.get("/api/v1/audit-logs", headers=admin.headers)
+
+    assert [entry["action"] for entry in entries] == ["create", "update"]
+    assert entries[1]["changes"]["before"]["config"]["headers"] == {"X-Api-Key": "***"}
+    assert entries[1]["changes"]["after"]["config"]["headers"] == {"X-Api-Key": "***"}
+    assert "hdr-secret" not in str(entries)
+    assert "hdr-secret" not in listed.text
+    document = await stored(mongo_client, settings, created["id"])
+    assert document["config"]["headers"] == {"X-Api-Key": "hdr-secret-5353"}
+
+
+async def test_mutations_by_upper_case_id_audited_under_one_id(
+    client: AsyncClient, admin: Caller, mongo_client: MongoClient, settings: Settings
+) -> None:
+    """An id spelled in upper case split a server's audit history in two."""
+    created = await create(client, admin, server_body("shouty"))
+    upper = created["id"].upper()
+
+    patched = await client.patch(
+        f"{SERVERS}/{upper}", json={"title": "Loud"}, headers=admin.headers
+    )
+    toggled = await client.post(
+        f"{SERVERS}/{upper}/toggle", json={"enabled": False}, headers=admin.headers
+    )
+    history = await client.get(
+        "/api/v1/audit-logs", params={"entity_id": created["id"]}, headers=admin.headers
+    )
+    shouted = await client.get(
+        "/api/v1/audit-logs", params={"entity_id": upper}, headers=admin.headers
+    )
+
+    assert (patched.status_code, toggled.status_code) == (200, 200)
+    assert [entry["action"] for entry in history.json()["audit_logs"]] == [
+        "toggle",
+        "update",
+        "create",
+    ]
+    assert {entry["entity_id"] for entry in history.json()["audit_logs"]} == {created["id"]}
+    assert shouted.json()["audit_logs"] == history.json()["audit_logs"]

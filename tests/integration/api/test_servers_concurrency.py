@@ -114,3 +114,82 @@ async def test_update_server_returned_updated_at_round_trips(
         assert response.status_code == 200
         assert response.json()["updatedAt"] > stamp
         stamp = response.json()["updatedAt"]
+
+
+async def test_concurrent_writes_without_updated_at_all_apply(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    """Sixteen PATCHes without updatedAt plus sixteen toggles on one server answered some 409s:
+    each write retried on a fresh read, and the losers of one round collided again."""
+    admin = make_caller(settings, role="admin")
+    server_id = await insert_server(
+        mongo_client, settings, name="busy", author=admin.id, updated_at=STAMP
+    )
+
+    patches = (
+        client.patch(
+            f"{SERVERS}/{server_id}", json={"description": f"writer {i}"}, headers=admin.headers
+        )
+        for i in range(16)
+    )
+    toggles = (
+        client.post(
+            f"{SERVERS}/{server_id}/toggle", json={"enabled": i % 2 == 0}, headers=admin.headers
+        )
+        for i in range(16)
+    )
+    responses = await asyncio.gather(*patches, *toggles)
+
+    assert Counter(response.status_code for response in responses) == {200: 32}
+    # A PATCH answers with the document its own write produced (a toggle re-reads it later).
+    stamps = {response.json()["updatedAt"] for response in responses[:16]}
+    assert len(stamps) == 16, "every write gets its own, later updatedAt"
+    document = await stored(mongo_client, settings, server_id)
+    assert document["config"]["description"].startswith("writer ")
+
+
+async def test_update_server_unrepresentable_updated_at_is_422(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    """An updatedAt outside UTC's range (year 1 with a positive offset) answered 500."""
+    author = make_caller(settings, role="user")
+    server_id = await insert_server(
+        mongo_client, settings, name="edges", author=author.id, updated_at=STAMP
+    )
+
+    for value in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        response = await client.patch(
+            f"{SERVERS}/{server_id}",
+            json={"title": "Never", "updatedAt": value},
+            headers=author.headers,
+        )
+        assert response.status_code == 422, value
+        assert response.json()["error"] == "validation_error"
+    naive = await client.patch(
+        f"{SERVERS}/{server_id}",
+        json={"title": "Naive", "updatedAt": "0001-01-01T00:00:00"},
+        headers=author.headers,
+    )
+    assert naive.status_code == 409  # a valid instant, read as UTC, just not the stored one
+    assert naive.json()["provided_updated_at"] == "0001-01-01T00:00:00Z"
+    assert (await stored(mongo_client, settings, server_id))["config"]["title"] == "Raw Server"
+
+
+async def test_conflict_body_keeps_milliseconds(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    author = make_caller(settings, role="user")
+    stamp = datetime(2026, 1, 4, 16, 5, 17, 936000, tzinfo=UTC)
+    server_id = await insert_server(
+        mongo_client, settings, name="fraction", author=author.id, updated_at=stamp
+    )
+
+    response = await client.patch(
+        f"{SERVERS}/{server_id}",
+        json={"title": "Late", "updatedAt": "2026-01-03T15:45:00.250Z"},
+        headers=author.headers,
+    )
+
+    assert response.status_code == 409
+    assert response.json()["current_updated_at"] == "2026-01-04T16:05:17.936Z"
+    assert response.json()["provided_updated_at"] == "2026-01-03T15:45:00.250Z"

@@ -592,7 +592,7 @@ async def test_token_writes_are_audited_without_values(
         ("refresh", "token"),
         ("delete", "token"),
     ]
-    assert {e["entity_id"] for e in entries} == {created["id"]}
+    assert {e["entity_id"] for e in entries} == {ObjectId(created["id"])}
     text = json_util.dumps(entries)
     for secret in ("audited-value-1111", "audited-value-2222", "audited-value-3333"):
         assert secret not in text

@@ -194,10 +194,10 @@ async def test_patch_disable_tool_removes_it_from_server_document(
     document = await raw_server(data["erp"])
     assert document["config"]["tools"] == "modify_ledger"
     assert document["numTools"] == 1
-    audit = await AuditLog.find_one({"entity_id": str(invoice.id)})
+    audit = await AuditLog.find_one({"entity_id": invoice.id})
     assert audit is not None
     assert audit.action == "tool_updated"
-    assert audit.user_id == data["admin"].id
+    assert audit.user_id == ObjectId(data["admin"].id)
     assert audit.changes["before"]["exposureState"] == "active"
     assert audit.changes["after"]["exposureState"] == "disabled"
     history = await client.get(f"/api/v1/tools/{invoice.id}/history", headers=data["admin"].headers)

@@ -16,10 +16,13 @@ import pytest
 from bson import ObjectId
 
 from packages.database.connection import MongoClient
+from registry.auth import UserContext
 from registry.cli import build_parser, main
 from registry.commands.import_servers import run_import
 from registry.config import Settings
+from registry.db_session import open_database
 from registry.services.importer import sanitize_title, server_name_from_path, status_for
+from registry.services.servers import toggle_server
 from tests.conftest import FIXTURES, TEST_CREDS_IV, TEST_CREDS_KEY, TEST_JWT_SECRET
 
 FILE_REGISTRY = FIXTURES / "file-registry"
@@ -71,13 +74,55 @@ async def test_import_servers_imports_fixture_directory(
     stored = await _stored(mongo_client, settings)
     assert sorted(stored) == IMPORTED
     assert {doc["status"] for doc in stored.values()} == {"inactive"}
-    assert {doc["numTools"] for doc in stored.values()} == {1, 2, 5, 6}
+    # Every tool_list entry is in the catalog; a switched-off server exposes none of them.
+    assert await _catalog_counts(mongo_client, settings) == {
+        "currenttime": 1,
+        "fininfo": 2,
+        "mcpgw": 5,
+        "realserverfaketools": 6,
+    }
+    assert {doc["numTools"] for doc in stored.values()} == {0}
+
+
+async def _catalog_counts(mongo_client: MongoClient, settings: Settings) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    async for tool in mongo_client[settings.mongo_db]["tools"].find({}):
+        assert (tool["exposureState"], tool["registrationState"]) == ("active", "selected")
+        counts[tool["serverName"]] = counts.get(tool["serverName"], 0) + 1
+    return counts
+
+
+async def test_import_servers_catalog_survives_enabling_a_disabled_server(
+    settings: Settings, mongo_client: MongoClient, tmp_path: Path
+) -> None:
+    """Enabling an imported, switched-off server emptied its tools: the import had not
+    entered them in the catalog, from which the document's exposed tools are recomputed."""
+    await _run(settings, _copy(tmp_path, "mcpgw.json", state={"/mcpgw": False}))
+    server_id = (await _stored(mongo_client, settings))["mcpgw"]["_id"]
+
+    async with open_database(settings):  # the import closed its own connection
+        await toggle_server(
+            principal=UserContext(user_id=AUTHOR, role="admin"),
+            server_id=str(server_id),
+            enabled=True,
+        )
+
+    doc = (await _stored(mongo_client, settings))["mcpgw"]
+    source = json.loads((FILE_REGISTRY / "mcpgw.json").read_text())
+    assert doc["status"] == "active"
+    assert doc["numTools"] == 5
+    assert doc["config"]["tools"] == ",".join(tool["name"] for tool in source["tool_list"])
+    runs = await mongo_client[settings.mongo_db]["sync_runs"].find({}).to_list()
+    assert [(run["trigger"], run["outcome"], run["counts"]["added"]) for run in runs] == [
+        ("import", "success", 5)
+    ]
 
 
 async def test_import_servers_documents_have_shared_schema_shape(
-    settings: Settings, mongo_client: MongoClient
+    settings: Settings, mongo_client: MongoClient, tmp_path: Path
 ) -> None:
-    await _run(settings, FILE_REGISTRY)
+    enabled = {"/currenttime": True, "/mcpgw": True}
+    await _run(settings, _copy(tmp_path, "currenttime.json", "mcpgw.json", state=enabled))
 
     doc = (await _stored(mongo_client, settings))["currenttime"]
 
@@ -129,7 +174,7 @@ async def test_import_servers_documents_have_shared_schema_shape(
     mcpgw = (await _stored(mongo_client, settings))["mcpgw"]
     assert mcpgw["config"]["title"] == "MCP Gateway Tools"
     assert mcpgw["tags"] == ["registry", "management"]
-    assert mcpgw["config"]["tools"].split(", ") == [
+    assert mcpgw["config"]["tools"].split(",") == [
         t["name"] for t in json.loads((FILE_REGISTRY / "mcpgw.json").read_text())["tool_list"]
     ]
 
@@ -143,12 +188,12 @@ async def test_import_servers_writes_one_audit_entry_per_server(
     entries = await _audit(mongo_client, settings)
 
     assert sorted(entry["entity_id"] for entry in entries) == sorted(
-        str(doc["_id"]) for doc in stored.values()
+        doc["_id"] for doc in stored.values()
     )
     assert {entry["action"] for entry in entries} == {"import"}
     assert {entry["entity_type"] for entry in entries} == {"server"}
-    assert {entry["user_id"] for entry in entries} == {AUTHOR}
-    first = next(e for e in entries if e["entity_id"] == str(stored["fininfo"]["_id"]))
+    assert {entry["user_id"] for entry in entries} == {ObjectId(AUTHOR)}
+    first = next(e for e in entries if e["entity_id"] == stored["fininfo"]["_id"])
     assert first["changes"]["before"] is None
     assert first["changes"]["after"]["serverName"] == "fininfo"
 
