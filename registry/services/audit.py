@@ -44,17 +44,20 @@ async def record_audit(
     action: str,
     entity_type: str,
     entity_id: str,
-    actor: UserContext,
+    actor: UserContext | str,
     before: Mapping[str, Any] | None = None,
     after: Mapping[str, Any] | None = None,
 ) -> AuditLog:
-    """Insert one audit entry; ``before``/``after`` are redacted before they are stored."""
+    """Insert one audit entry; ``before``/``after`` are redacted before they are stored.
+
+    ``actor`` is the caller, or the id of a system actor (``"sync"`` for the sync worker).
+    """
     context = structlog.contextvars.get_contextvars()
     entry = AuditLog(
         action=action,
         entity_type=entity_type,
         entity_id=entity_id,
-        user_id=actor.user_id,
+        user_id=actor if isinstance(actor, str) else actor.user_id,
         changes={
             "before": redact(before) if before is not None else None,
             "after": redact(after) if after is not None else None,

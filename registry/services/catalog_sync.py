@@ -19,7 +19,7 @@ import asyncio
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -40,8 +40,9 @@ from packages.models.tools import (
 from registry.errors import RegistryError
 from registry.gateway.upstream import DiscoveredTool, tool_function_name
 from registry.services import catalog_cache
+from registry.services.audit import record_audit
 from registry.services.catalog_metadata import discovery_hash, effective_metadata
-from registry.services.server_documents import TOOLS_SEPARATOR
+from registry.services.server_documents import TOOLS_SEPARATOR, next_updated_at, utcnow
 from registry.services.tool_invariants import EXPOSED_FILTER, server_exposes_tools
 
 log = structlog.get_logger("registry.catalog")
@@ -51,24 +52,6 @@ _exposure_locks: weakref.WeakValueDictionary[ObjectId, asyncio.Lock] = weakref.W
 # As registration writes it (registry.services.discovery): the external app's own documents
 # join tool names with "," and readers split on "," and strip.
 _CAS_ATTEMPTS = 5
-
-
-def to_bson_time(value: datetime) -> datetime:
-    """``value`` in UTC truncated to milliseconds, as a BSON date stores it."""
-    value = value.astimezone(UTC)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
-
-
-def utcnow() -> datetime:
-    return to_bson_time(datetime.now(UTC))
-
-
-def next_updated_at(previous: datetime | None) -> datetime:
-    """An ``updatedAt`` strictly later than ``previous`` (ms precision), for optimistic checks."""
-    now = utcnow()
-    if previous is None:
-        return now
-    return max(now, to_bson_time(previous) + timedelta(milliseconds=1))
 
 
 @dataclass
@@ -162,6 +145,13 @@ class _ToolSync:
         self.now = now
         self.counts = SyncCounts()
         self.unchanged: list[str] = []
+        # Tool names per kind of change, for the run's audit entry.
+        self.changed: dict[str, list[str]] = {
+            "added": [],
+            "updated": [],
+            "reactivated": [],
+            "stale": [],
+        }
         self.collection = Tool.get_pymongo_collection()
 
     async def apply(self, tool: DiscoveredTool, existing: Mapping[str, Any] | None) -> None:
@@ -220,6 +210,7 @@ class _ToolSync:
             document=document, changed_by=self.actor_id, reason="discovered", at=self.now
         )
         self.counts.added += 1
+        self.changed["added"].append(tool.name)
         return True
 
     async def _update(self, tool: DiscoveredTool, existing: Mapping[str, Any]) -> str | None:
@@ -236,11 +227,11 @@ class _ToolSync:
             "syncError": None,
             "updatedAt": next_updated_at(existing.get("updatedAt")),
         }
-        update: dict[str, Any] = {"$set": to_set}
+        # Both are changes of the tool: a new version, in the history.
+        update: dict[str, Any] = {"$set": to_set, "$inc": {"version": 1}}
         if changed:
             to_set.update(definition)
             to_set.update(_metadata_fields(tool, existing.get("adminMetadata") or {}))
-            update["$inc"] = {"version": 1}
         if reappeared:
             to_set["registrationState"] = "selected"
         stored = await self.collection.find_one_and_update(
@@ -250,16 +241,47 @@ class _ToolSync:
         )
         if stored is None:
             return None
-        if changed:
-            reason = "upstream_changed_and_reappeared" if reappeared else "upstream_changed"
-            await record_version(
-                document=stored, changed_by=self.actor_id, reason=reason, at=self.now
-            )
+        reason = "upstream_changed" if changed else "reappeared"
+        if changed and reappeared:
+            reason = "upstream_changed_and_reappeared"
+        await record_version(document=stored, changed_by=self.actor_id, reason=reason, at=self.now)
         if reappeared:
             self.counts.reactivated += 1
+            self.changed["reactivated"].append(tool.name)
         else:
             self.counts.updated += 1
+            self.changed["updated"].append(tool.name)
         return "applied"
+
+    async def _mark_stale(self, existing: Mapping[str, Any], gone: Mapping[str, Any]) -> bool:
+        """Mark one vanished tool ``stale`` as a versioned change; False if no longer due.
+
+        A compare-and-set on ``updatedAt``, like every tool change: a client holding the
+        tool's earlier ``updatedAt`` gets 409 afterwards, and the history shows the change.
+        """
+        for _ in range(_CAS_ATTEMPTS):
+            stored = await self.collection.find_one_and_update(
+                {**gone, "_id": existing["_id"], "updatedAt": existing.get("updatedAt")},
+                {
+                    "$set": {
+                        "registrationState": "stale",
+                        "lastSyncedAt": self.now,
+                        "updatedAt": next_updated_at(existing.get("updatedAt")),
+                    },
+                    "$inc": {"version": 1},
+                },
+                return_document=ReturnDocument.AFTER,
+            )
+            if stored is not None:
+                await record_version(
+                    document=stored, changed_by=self.actor_id, reason="stale", at=self.now
+                )
+                return True
+            reloaded = await self.collection.find_one({**gone, "_id": existing["_id"]})
+            if reloaded is None:  # deleted, already stale or listed again meanwhile
+                return False
+            existing = reloaded
+        raise RegistryError(f"Tool {existing['name']!r} kept changing during synchronisation")
 
     async def finish(self, listed: Sequence[str]) -> None:
         if self.unchanged:
@@ -268,16 +290,16 @@ class _ToolSync:
                 {"$set": {"lastDiscoveredAt": self.now, "lastSyncedAt": self.now}},
             )
             self.counts.unchanged += len(self.unchanged)
-        gone = await self.collection.update_many(
-            {
-                "serverId": self.server_id,
-                "name": {"$nin": list(listed)},
-                "registrationState": {"$ne": "stale"},
-                "exposureState": {"$ne": "deleted"},
-            },
-            {"$set": {"registrationState": "stale", "lastSyncedAt": self.now}},
-        )
-        self.counts.stale += gone.modified_count
+        gone_filter = {
+            "serverId": self.server_id,
+            "name": {"$nin": list(listed)},
+            "registrationState": {"$ne": "stale"},
+            "exposureState": {"$ne": "deleted"},
+        }
+        async for document in self.collection.find(gone_filter):
+            if await self._mark_stale(document, gone_filter):
+                self.counts.stale += 1
+                self.changed["stale"].append(document["name"])
         await self.collection.update_many(
             {"serverId": self.server_id, "syncError": {"$ne": None}},
             {"$set": {"syncError": None}},
@@ -340,6 +362,18 @@ async def sync_server_tools(
         await _finish_run(run, outcome="error", error=exc.message, counts=writer.counts)
         raise
     await _finish_run(run, outcome="success", error=None, counts=writer.counts)
+    if any(writer.changed.values()):
+        await record_audit(
+            action="sync",
+            entity_type="server",
+            entity_id=str(server.id),
+            actor=actor_id,
+            after={
+                "run_id": str(run.id),
+                "trigger": trigger,
+                **{kind: names for kind, names in writer.changed.items() if names},
+            },
+        )
     log.info(
         "catalog_synced",
         server_id=str(server.id),

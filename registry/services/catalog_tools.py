@@ -41,14 +41,12 @@ from registry.services.catalog_policy import (
     visible_servers,
 )
 from registry.services.catalog_sync import (
-    next_updated_at,
     record_version,
     refresh_server_exposure,
-    to_bson_time,
     tool_snapshot,
-    utcnow,
 )
 from registry.services.pagination import PageWindow
+from registry.services.server_documents import next_updated_at, to_bson_time, utcnow
 from registry.services.tool_invariants import check_tool_change, server_exposes_tools
 
 _SORT = [("serverName", 1), ("name", 1), ("_id", 1)]

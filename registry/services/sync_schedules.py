@@ -19,7 +19,7 @@ from packages.models.tools import SyncSchedule
 from registry.auth import UserContext
 from registry.auth.acl import Action
 from registry.services.audit import record_audit
-from registry.services.catalog_sync import utcnow
+from registry.services.server_documents import utcnow
 from registry.services.server_store import load, object_id
 
 log = structlog.get_logger("registry.sync_schedules")

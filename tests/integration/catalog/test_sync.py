@@ -106,6 +106,16 @@ async def test_sync_missing_tool_becomes_stale_not_deleted(app: FastAPI) -> None
     assert gone.registration_state == "stale"
     assert gone.exposure_state == "active"
     assert await Tool.find({"serverId": server.id}).count() == 2
+    # Going stale is a change like any other: versioned, in the history, with a new updatedAt
+    # (so a client holding the earlier one gets 409). It was a silent bulk update before.
+    assert gone.version == 2
+    assert gone.updated_at > (await stored_tool(server, "a")).updated_at
+    history = await ToolVersion.find({"toolId": gone.id}).sort("version").to_list()
+    assert [(entry.version, entry.reason) for entry in history] == [
+        (1, "discovered"),
+        (2, "stale"),
+    ]
+    assert history[-1].snapshot["registrationState"] == "stale"
     document = await raw_server(server)
     assert document["config"]["tools"] == "a"
     assert document["numTools"] == 1
@@ -128,7 +138,9 @@ async def test_sync_reappearing_stale_tool_is_selected_again(app: FastAPI) -> No
     assert (result.counts.reactivated, result.counts.unchanged, result.counts.stale) == (1, 1, 0)
     back = await stored_tool(server, "b")
     assert back.registration_state == "selected"
-    assert back.version == 1
+    assert back.version == 3
+    history = await ToolVersion.find({"toolId": back.id}).sort("version").to_list()
+    assert [entry.reason for entry in history] == ["discovered", "stale", "reappeared"]
     assert (await raw_server(server))["numTools"] == 2
 
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from packages.models import MCPServer
+from packages.models.audit import AuditLog
 from packages.models.tools import SyncRun, SyncSchedule, SyncTrigger
 from registry.config import Settings
 from registry.services.catalog_sync import record_failed_sync, sync_server_tools
@@ -134,6 +135,7 @@ async def test_failing_sync_backs_off_marks_error_and_recovers(
     server = await insert_server(name="flaky")
     await worker.tick()
     delays: list[float] = []
+    updated_at = (await raw_server(server))["updatedAt"]
 
     for attempt in range(1, 4):
         await make_due(server.id, clock)
@@ -169,6 +171,53 @@ async def test_failing_sync_backs_off_marks_error_and_recovers(
     assert "errorMessage" not in document
     assert document["config"]["tools"] == "a"
     assert [trigger for _, trigger in sync.calls] == ["scheduled"] * 4
+    # Background health changes are audited but leave updatedAt (the edit version) alone.
+    assert document["updatedAt"] == updated_at
+    audit = await AuditLog.find({"entity_id": server.id}).sort("timestamp").to_list()
+    assert [(entry.action, entry.user_id) for entry in audit] == [
+        ("sync_error", "sync"),
+        ("sync", "sync"),
+        ("sync_recovered", "sync"),
+    ]
+    assert audit[0].changes["after"] == {"status": "error", "errorMessage": "Upstream is down"}
+    assert audit[1].changes["after"]["added"] == ["a"]
+    assert audit[1].changes["after"]["trigger"] == "scheduled"
+
+
+async def test_success_older_than_the_error_does_not_recover(
+    app: FastAPI, settings: Settings, make_worker: WorkerFactory
+) -> None:
+    """A sync that reached the upstream just before it died finished after the gateway's
+    failed calls had marked the server ``error`` and put it back to ``active``."""
+    clock = FakeClock()
+    sync = ScriptedSync()
+    sync.failing = False
+    sync.release = asyncio.Event()
+    worker = make_worker(settings, sync, clock)
+    server = await insert_server(name="dying")
+    await worker.tick()
+    await make_due(server.id, clock)
+    assert await worker.tick() == 1
+    await wait_until(lambda: sync.in_flight == 1)
+    # Meanwhile the gateway's calls fail and it records the error, after the sync started.
+    await MCPServer.get_pymongo_collection().update_one(
+        {"_id": server.id},
+        {
+            "$set": {
+                "status": "error",
+                "lastError": datetime.now(UTC),
+                "errorMessage": "Could not connect",
+            }
+        },
+    )
+
+    sync.release.set()
+    await worker.drain()
+
+    document = await raw_server(server)
+    assert (document["status"], document["errorMessage"]) == ("error", "Could not connect")
+    assert (await schedule_of(server.id)).last_outcome == "success"
+    assert await AuditLog.find({"action": "sync_recovered"}).count() == 0
 
 
 async def test_not_due_server_is_not_synced(
@@ -205,6 +254,38 @@ async def test_request_sync_runs_promptly_with_trigger(
     assert "pendingTrigger" not in (
         await SyncSchedule.get_pymongo_collection().find_one({"serverId": server.id}) or {}
     )
+
+
+async def test_finished_syncs_claim_without_rescanning_every_server(
+    app: FastAPI, settings: Settings, make_worker: WorkerFactory
+) -> None:
+    """Each finished sync woke the loop into a full reconcile (every server id, every
+    schedule id): with 1,000 dead servers syncing, API latency rose 3-8x."""
+    clock = FakeClock()
+    sync = ScriptedSync()
+    sync.failing = False
+    worker = make_worker(settings.model_copy(update={"sync_tick_seconds": 3600}), sync, clock)
+    first = [await insert_server(name=f"due{i}") for i in range(3)]
+    await worker.tick()
+    for server in first:
+        await make_due(server.id, clock)
+    worker.start()
+    await wait_until(lambda: len(sync.calls) == 3)
+    late = await insert_server(name="late")  # registered while the loop runs
+
+    assert late.id is not None
+    worker.request_sync(late.id, "list_changed")  # a wake-up that is not the timer
+    await wait_until(lambda: len(sync.calls) == 4)
+    await worker.drain()
+
+    scheduled = await SyncSchedule.find({}).to_list()
+    assert {schedule.server_id for schedule in scheduled} == {s.id for s in (*first, late)}
+    other = await insert_server(name="unseen")
+    worker.request_sync(late.id, "list_changed")
+    await wait_until(lambda: len(sync.calls) == 5)
+    await worker.drain()
+    # No timer tick has passed: the woken loop only claimed due servers.
+    assert await SyncSchedule.find_one({"serverId": other.id}) is None
 
 
 async def test_tick_bounds_concurrency(

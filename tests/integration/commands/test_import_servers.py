@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -185,13 +186,19 @@ async def test_import_servers_writes_one_audit_entry_per_server(
     await _run(settings, FILE_REGISTRY)
 
     stored = await _stored(mongo_client, settings)
-    entries = await _audit(mongo_client, settings)
+    audited = await _audit(mongo_client, settings)
+    entries = [entry for entry in audited if entry["action"] == "import"]
+    catalogued = [entry for entry in audited if entry["action"] == "sync"]
 
+    assert len(audited) == len(entries) + len(catalogued)
     assert sorted(entry["entity_id"] for entry in entries) == sorted(
         doc["_id"] for doc in stored.values()
     )
-    assert {entry["action"] for entry in entries} == {"import"}
-    assert {entry["entity_type"] for entry in entries} == {"server"}
+    # The tool lists entered the catalog: one sync entry per server, naming the tools added.
+    mcpgw = next(e for e in catalogued if e["entity_id"] == stored["mcpgw"]["_id"])
+    assert mcpgw["changes"]["after"]["trigger"] == "import"
+    assert len(mcpgw["changes"]["after"]["added"]) == 5
+    assert {entry["entity_type"] for entry in audited} == {"server"}
     assert {entry["user_id"] for entry in entries} == {ObjectId(AUTHOR)}
     first = next(e for e in entries if e["entity_id"] == stored["fininfo"]["_id"])
     assert first["changes"]["before"] is None
@@ -210,7 +217,8 @@ async def test_import_servers_second_run_skips_everything(
     assert output.splitlines()[-1] == "imported=0 skipped=4 failed=1"
     assert "skipped  mcpgw.json -> mcpgw: already exists" in output.splitlines()
     assert await _stored(mongo_client, settings) == before
-    assert len(await _audit(mongo_client, settings)) == 4
+    actions = Counter(entry["action"] for entry in await _audit(mongo_client, settings))
+    assert actions == {"import": 4, "sync": 4}  # from the first run only
 
 
 async def test_import_servers_status_from_state_file(
