@@ -44,8 +44,9 @@ def _issued(issued: IssuedTokens) -> GenerateTokensResponse:
     responses=responses(400, 401, 403, 422),
 )
 async def generate_tokens(
-    body: GenerateTokensRequest, user: CurrentPrincipal, runtime: RuntimeDep
+    user: CurrentPrincipal, runtime: RuntimeDep, body: GenerateTokensRequest | None = None
 ) -> GenerateTokensResponse:
+    body = body or GenerateTokensRequest()  # every field is optional, so is the body
     issued = token_jwt.generate_jwt_pair(
         issuer=runtime.issuer,
         user=user,
@@ -83,6 +84,7 @@ async def create_token(body: TokenCreate, user: CurrentPrincipal) -> TokenPublic
         value=body.token,
         expires_at=body.expires_at,
         metadata=body.metadata,
+        metadata_given="metadata" in body.model_fields_set,
     )
     return _public(stored)
 

@@ -77,7 +77,8 @@ def server_name_from(identifier: str, kind: StoredKind) -> str:
         name = name[len(IDENTIFIER_PREFIX) :]
         if kind.suffix and name.endswith(kind.suffix):
             name = name[: -len(kind.suffix)]
-    if not name or ":" in name:
+    # Control characters and spaces name no server and would be stored as they are.
+    if not name or ":" in name or any(char.isspace() or not char.isprintable() for char in name):
         raise InvalidRequestError(
             "identifier must be a server name or 'mcp:{serverName}' "
             f"(for {kind.api_type}: 'mcp:{{serverName}}{kind.suffix}')",

@@ -29,6 +29,7 @@ from packages.models import Token
 from registry.auth import UserContext, authorize_token_read_value, token_owner_filter
 from registry.errors import (
     ConflictError,
+    IncompatibleDocumentError,
     NotFoundError,
     PermissionDeniedError,
 )
@@ -116,21 +117,52 @@ def _owner_id(user: UserContext) -> ObjectId:
 
 
 def as_stored(doc: dict[str, Any]) -> StoredToken:
+    """The API's view of a stored MCP credential record.
+
+    The collection is shared, so a record may break the schema: a missing or non-date
+    ``createdAt`` falls back to the time in its ObjectId, a non-text ``identifier`` reads as
+    none; a record whose ``expiresAt`` is not a date raises IncompatibleDocumentError (its
+    expiry cannot be judged).
+    """
     stored_type = str(doc.get("type"))
     kind = KIND_BY_STORED_TYPE[stored_type]
     stored_identifier = doc.get("identifier")
+    if not isinstance(stored_identifier, str):
+        stored_identifier = None
+    created_at = doc.get("createdAt")
+    if not isinstance(created_at, datetime) and isinstance(doc["_id"], ObjectId):
+        created_at = doc["_id"].generation_time
+    expires_at = doc.get("expiresAt")
+    if not isinstance(created_at, datetime) or not isinstance(expires_at, datetime):
+        raise IncompatibleDocumentError(
+            "The stored token record does not match the shared schema (createdAt/expiresAt)",
+            resource=ENTITY,
+            resource_id=str(doc["_id"]),
+        )
     metadata = doc.get("metadata")
     return StoredToken(
         id=str(doc["_id"]),
-        user_id=str(doc["userId"]),
+        user_id=str(doc.get("userId")),
         type=kind.api_type,
         identifier=api_identifier(stored_identifier, kind),
         stored_type=stored_type,
         stored_identifier=stored_identifier,
-        created_at=doc["createdAt"],
-        expires_at=doc["expiresAt"],
+        created_at=created_at,
+        expires_at=expires_at,
         metadata=_jsonable(metadata) if isinstance(metadata, dict) else None,
     )
+
+
+def _listable(docs: list[dict[str, Any]]) -> list[StoredToken]:
+    """``as_stored`` for each record; one the external app broke is skipped and logged, so
+    it cannot take the whole list down."""
+    listed: list[StoredToken] = []
+    for doc in docs:
+        try:
+            listed.append(as_stored(doc))
+        except IncompatibleDocumentError:
+            log.warning("token_document_incompatible", token_id=str(doc["_id"]))
+    return listed
 
 
 def _jsonable(value: Any) -> Any:
@@ -192,11 +224,15 @@ async def store_token(
     value: str,
     expires_at: datetime | None,
     metadata: dict[str, Any] | None,
+    metadata_given: bool = True,
 ) -> StoredToken:
     """Store the caller's credential for (type, server), replacing the value of an existing one.
 
     One record per (user, type, identifier), as LibreChat keeps it: an existing record keeps
-    its id and ``createdAt`` and gets the new value, expiry and metadata. The value is
+    its id and ``createdAt`` and gets the new value and expiry. ``metadata`` replaces the
+    stored one, ``None`` removes it; with ``metadata_given=False`` the stored metadata stays
+    (LibreChat's update keeps it, and its OAuth refresh reads the token endpoint from the
+    client record's metadata). The value is
     encrypted (encryptV2) before it is written. Raises PermissionDeniedError for a caller
     whose id is not an ObjectId and InvalidRequestError for a malformed identifier.
     """
@@ -209,7 +245,7 @@ async def store_token(
     update = record_upsert(value, expiry, now, record_id=new_id)
     if metadata is not None:
         update["$set"]["metadata"] = metadata
-    else:
+    elif metadata_given:
         update["$unset"] = {"metadata": ""}
     key = (owner, kind.stored_type, stored_identifier)
     async with _store_locks.lock(key):
@@ -288,9 +324,7 @@ async def list_tokens(
         .limit(per_page)
     )
     docs = await cursor.to_list(length=per_page)
-    return TokenPage(
-        tokens=[as_stored(doc) for doc in docs], total=total, page=page, per_page=per_page
-    )
+    return TokenPage(tokens=_listable(docs), total=total, page=page, per_page=per_page)
 
 
 def _identifiers_for_any_type(identifier: str) -> list[str]:
@@ -313,12 +347,12 @@ async def delete_token(*, user: UserContext, token_id: str) -> None:
     doc = await tokens_collection().find_one_and_delete(query, projection={"token": False})
     if doc is None:
         raise NotFoundError("Token not found", resource=ENTITY, resource_id=token_id)
+    try:
+        before = audit_view(as_stored(doc))
+    except IncompatibleDocumentError:  # deleting a broken record is how it gets fixed
+        before = {"user_id": str(doc.get("userId")), "type": doc.get("type")}
     await record_audit(
-        action="delete",
-        entity_type=ENTITY,
-        entity_id=token_id,
-        actor=user,
-        before=audit_view(as_stored(doc)),
+        action="delete", entity_type=ENTITY, entity_id=token_id, actor=user, before=before
     )
     log.info("token_deleted", token_id=token_id, owner_id=str(doc["userId"]))
 

@@ -7,7 +7,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from registry.api.schemas.pagination import Pagination
 from registry.services.token_types import ApiTokenType
@@ -141,7 +141,8 @@ class GenerateTokensRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     requested_scopes: list[str] | None = Field(default=None, max_length=100)
-    expires_in_hours: int | None = None
+    # Strict: true, "5" or 2.0 are not hour counts.
+    expires_in_hours: StrictInt | None = None
     description: str | None = Field(default=None, max_length=500)
 
     _text = field_validator("description")(_utf8)

@@ -135,6 +135,75 @@ async def test_create_token_twice_replaces_the_value(
     _assert_no_plaintext(docs[0], "first-value-aaaaaaaa", "second-value-bbbbbbb")
 
 
+async def test_create_token_again_without_metadata_keeps_it(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    """Storing again without ``metadata`` erased it; LibreChat's update keeps it (its OAuth
+    refresh reads the token endpoint from the client record's metadata)."""
+    caller = make_caller(settings)
+    meta = {"token_endpoint": "https://idp.example/token", "server_url": "https://x.example"}
+    first = await _store(client, caller, type_="oauth_client", metadata=meta)
+
+    kept = await _store(client, caller, type_="oauth_client", token="client-info-2")
+    assert kept["metadata"] == meta
+    cleared = await client.post(
+        TOKENS,
+        json={"type": "oauth_client", "identifier": "github", "token": "v3", "metadata": None},
+        headers=caller.headers,
+    )
+
+    assert kept["id"] == first["id"]
+    assert cleared.status_code == 201
+    assert cleared.json()["metadata"] is None
+    raw = await _raw(mongo_client, settings, first["id"])
+    assert raw is not None and "metadata" not in raw
+
+
+async def test_broken_shared_records_do_not_break_the_api(
+    client: AsyncClient, mongo_client: MongoClient, settings: Settings
+) -> None:
+    """Records the external app (or a bug) left without createdAt, with a non-text identifier
+    or a text expiresAt answered 500 on get, list (the whole list) and delete."""
+    owner = make_caller(settings)
+    admin = make_caller(settings, role="admin")
+    good = await _store(client, owner, identifier="good")
+    later = datetime.now(UTC) + timedelta(hours=2)
+    tokens = mongo_client[settings.mongo_db]["tokens"]
+    base = {"userId": ObjectId(owner.id), "token": ENCRYPTION.encrypt("x"), "__v": 0}
+    no_created = await tokens.insert_one(
+        {**base, "type": "mcp_oauth", "identifier": "mcp:nodate", "expiresAt": later}
+    )
+    odd_identifier = await tokens.insert_one(
+        {**base, "type": "mcp_api_key", "identifier": 42, "createdAt": later, "expiresAt": later}
+    )
+    text_expiry = await tokens.insert_one(
+        {**base, "type": "mcp_oauth_refresh", "identifier": "mcp:t:refresh",
+         "createdAt": later, "expiresAt": "tomorrow"}
+    )  # fmt: skip
+
+    mine = await client.get(TOKENS, headers=owner.headers)
+    everyone = await client.get(TOKENS, params={"include_expired": "true"}, headers=admin.headers)
+    dated = await client.get(f"{TOKENS}/{no_created.inserted_id}", headers=owner.headers)
+    deleted = [
+        await client.delete(f"{TOKENS}/{doc.inserted_id}", headers=owner.headers)
+        for doc in (no_created, odd_identifier, text_expiry)
+    ]
+
+    assert mine.status_code == 200
+    assert {item["id"] for item in mine.json()["tokens"]} == {
+        good["id"],
+        str(no_created.inserted_id),
+        str(odd_identifier.inserted_id),
+    }
+    assert everyone.status_code == 200
+    assert str(text_expiry.inserted_id) not in everyone.text  # unjudgeable expiry: skipped
+    assert dated.status_code == 200
+    created_at = datetime.fromisoformat(dated.json()["created_at"])
+    assert created_at == no_created.inserted_id.generation_time
+    assert [response.status_code for response in deleted] == [204, 204, 204]
+    assert await tokens.count_documents({}) == 1
+
+
 async def test_create_token_concurrently_keeps_one_record(
     client: AsyncClient, mongo_client: MongoClient, settings: Settings
 ) -> None:
@@ -178,6 +247,8 @@ async def test_create_token_invalid_input_is_rejected(
         ({**base, "type": "password"}, 422),
         ({**base, "user_id": str(ObjectId())}, 422),
         ({**base, "identifier": "mcp:a:b"}, 400),
+        ({**base, "identifier": "g\u0000h"}, 400),  # was stored as mcp:g\x00h
+        ({**base, "identifier": "two words"}, 400),
         ({**base, "expires_at": "2030-01-01T00:00:00"}, 422),  # no time zone
         ({**base, "metadata": {"$where": "x"}}, 422),
         ({**base, "metadata": {"a": {"b.c": 1}}}, 422),

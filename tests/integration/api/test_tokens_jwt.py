@@ -74,16 +74,33 @@ async def test_generate_tokens_expiry_out_of_bounds_is_rejected(
         )
 
 
+async def test_generate_tokens_non_integer_hours_are_422(
+    client: AsyncClient, settings: Settings
+) -> None:
+    """``true`` was read as 1 hour, ``"5"`` and ``2.0`` as numbers."""
+    caller = make_caller(settings)
+    for hours in (True, "5", 2.0):
+        response = await client.post(
+            GENERATE, json={"expires_in_hours": hours}, headers=caller.headers
+        )
+        assert response.status_code == 422, hours
+        assert response.json()["error"] == "validation_error"
+
+
 async def test_generate_tokens_defaults_to_callers_scopes_and_eight_hours(
     client: AsyncClient, settings: Settings
 ) -> None:
     caller = make_caller(settings, scopes=("read:servers",))
 
     response = await client.post(GENERATE, json={}, headers=caller.headers)
+    # Every field is optional, so is the body (it answered 422).
+    without_body = await client.post(GENERATE, headers=caller.headers)
 
     assert response.status_code == 200
     assert response.json()["tokens"]["scope"] == "read:servers"
     assert response.json()["tokens"]["expires_in"] == 8 * 3600
+    assert without_body.status_code == 200
+    assert without_body.json()["tokens"]["expires_in"] == 8 * 3600
 
 
 async def test_refresh_token_is_rejected_as_access_token(
