@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 # JSON-RPC 2.0 codes, and the MCP SDK's (CONNECTION_CLOSED, REQUEST_TIMEOUT).
 PARSE_ERROR = -32700
@@ -86,6 +86,11 @@ def parse_message(raw: bytes) -> Message:
             raise RpcError(INVALID_REQUEST, "tools/call needs params.name", outcome="bad_request")
         tool = name
     return Message(method=method, id=body.get("id"), has_id="id" in body, tool=tool, body=body)
+
+
+def is_jsonrpc(message: object) -> TypeGuard[dict[str, Any]]:
+    """``message`` (parsed JSON) is a JSON-RPC 2.0 object: what an upstream must send."""
+    return isinstance(message, dict) and message.get("jsonrpc") == "2.0"
 
 
 def error_body(request_id: Any, code: int, message: str) -> bytes:

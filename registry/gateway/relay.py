@@ -1,9 +1,11 @@
 """Relaying MCP messages to Streamable HTTP upstreams over pooled keep-alive connections.
 
-The client's body goes upstream byte for byte; the upstream's answer streams back chunk by
-chunk (JSON or server-sent events) without being rebuilt. Two exceptions: ``tools/list``
-results are parsed, passed through the policy and re-serialized, and small JSON answers are
-read whole (one chunk anyway) so garbage is caught before the client sees a status.
+The client's body goes upstream byte for byte; the upstream's answer streams back as it
+arrives (JSON or server-sent events) without being rebuilt. Server-sent events are released
+whole events at a time, each checked to be JSON-RPC, and the stream must carry the response
+to the request (``registry.gateway.framing``). Two exceptions: ``tools/list`` results are
+parsed, passed through the policy and re-serialized, and small JSON answers are read whole
+(one chunk anyway) so garbage is caught before the client sees a status.
 
 Failures before the client's response starts are raised as RpcError; failures after it started
 (the upstream hangs or drops mid-stream) end the stream with a JSON-RPC error event and are
@@ -19,12 +21,14 @@ from typing import Any
 import aiohttp
 from starlette.types import Send
 
+from registry.gateway.framing import HOLD_LIMIT, AnswerFramer, InvalidEventError
 from registry.gateway.http1 import (
     Http1Error,
     Http1Pool,
     Response,
     UpstreamClosedError,
     UpstreamConnectError,
+    UpstreamHttpError,
 )
 from registry.gateway.jsonrpc import (
     CONNECTION_CLOSED,
@@ -34,16 +38,16 @@ from registry.gateway.jsonrpc import (
     UPSTREAM_UNAVAILABLE,
     Message,
     RpcError,
+    is_jsonrpc,
     sse_event,
 )
 from registry.gateway.lookup import ResolvedServer
-from registry.gateway.policy import ListChangedScanner
 from registry.gateway.responses import EVENT_STREAM, JSON, StreamWriter, send_bytes
 from registry.gateway.sessions import UpstreamSession
 from registry.gateway.sse import SseParser
 from registry.gateway.upstream import display_url
 
-BUFFERED_JSON_LIMIT = 1024 * 1024
+BUFFERED_JSON_LIMIT = HOLD_LIMIT
 INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
 ToolsFilter = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
@@ -67,6 +71,12 @@ def translate(exc: BaseException, server: ResolvedServer) -> RpcError:
             CONNECTION_CLOSED,
             f"Upstream '{server.name}' closed the connection before answering completely",
             outcome="upstream_dropped",
+        )
+    if isinstance(exc, UpstreamHttpError):
+        return RpcError(
+            UPSTREAM_INVALID_RESPONSE,
+            f"Upstream '{server.name}' answered with something that is not HTTP",
+            outcome="invalid_response",
         )
     return RpcError(
         UPSTREAM_UNAVAILABLE,
@@ -149,7 +159,11 @@ class Relay:
             response = await self.post(server, init_headers, upstream.initialize)
             try:
                 if response.status != 200:
-                    raise status_error(response.status, server, user_credential=False)
+                    raise status_error(
+                        response.status,
+                        server,
+                        user_credential=server.credential_mode == "user",
+                    )
                 session_id = response.headers.get("mcp-session-id")
                 await self._read(response, server)
             finally:
@@ -217,31 +231,55 @@ class Relay:
     ) -> RpcError | None:
         writer = StreamWriter(send)
         await writer.start(status=response.status, content_type=content_type, headers=extra_headers)
-        answered = False
+        if not writer.is_sse:
+            return await self._pass_json(response, server, writer)
+        framer = AnswerFramer(message.id)
         failure: RpcError | None = None
-        scanner = ListChangedScanner()
         try:
             while chunk := await response.read_chunk():
-                if scanner.feed(chunk) and self.on_tools_changed is not None:
-                    self.on_tools_changed(server)
-                answered = answered or b"data:" in chunk
-                if response.at_eof and (answered or not writer.is_sse):
+                out = framer.feed(chunk)
+                if framer.list_changed:
+                    framer.list_changed = False
+                    if self.on_tools_changed is not None:
+                        self.on_tools_changed(server)
+                if response.at_eof and framer.answered:
                     # The upstream's last bytes and the end of its stream arrived together.
-                    await writer.end(chunk)
+                    await writer.end(out)
                     return None
-                await writer.chunk(chunk)
+                await writer.chunk(out)
         except (Http1Error, TimeoutError) as exc:
             failure = translate(exc, server)
-        if failure is None and writer.is_sse and not answered:
+        except InvalidEventError:
+            failure = _garbage(server)
+        if failure is None and not framer.answered:
             failure = RpcError(
                 CONNECTION_CLOSED,
                 f"Upstream '{server.name}' ended the stream without answering",
                 outcome="upstream_dropped",
             )
-        if failure is not None and writer.is_sse:
-            await writer.rpc_error_event(message.id, failure.code, failure.message)
+        if failure is not None:
+            # A held partial event is dropped; only an oversized one was partly sent already.
+            await writer.rpc_error_event(
+                message.id, failure.code, failure.message, mid_event=framer.mid_event
+            )
         await writer.end()
         return failure
+
+    async def _pass_json(
+        self, response: Response, server: ResolvedServer, writer: StreamWriter
+    ) -> RpcError | None:
+        """A JSON answer too large (or of unknown length) to check whole: streamed as is."""
+        try:
+            while chunk := await response.read_chunk():
+                if response.at_eof:
+                    await writer.end(chunk)
+                    return None
+                await writer.chunk(chunk)
+        except (Http1Error, TimeoutError) as exc:
+            await writer.end()
+            return translate(exc, server)
+        await writer.end()
+        return None
 
     async def _read(self, response: Response, server: ResolvedServer) -> bytes:
         try:
@@ -283,12 +321,12 @@ def _garbage(server: ResolvedServer) -> RpcError:
 async def checked_json(
     body: bytes, server: ResolvedServer, tools_filter: ToolsFilter | None
 ) -> bytes:
-    """``body`` if it is a JSON object; a ``tools/list`` result goes through the policy."""
+    """``body`` if it is a JSON-RPC 2.0 object; a ``tools/list`` result goes through the policy."""
     try:
         message = json.loads(body)
     except ValueError as exc:
         raise _garbage(server) from exc
-    if not isinstance(message, dict):
+    if not is_jsonrpc(message):
         raise _garbage(server)
     if tools_filter is None:
         return body

@@ -48,13 +48,12 @@ async def send_rpc_error(
 
 
 class StreamWriter:
-    """A streamed response: start once, then chunks; tracks SSE event boundaries."""
+    """A streamed response: start once, then chunks, then the end."""
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
         self.is_sse = False
-        self._at_boundary = True
 
     async def start(
         self, *, status: int, content_type: bytes, headers: list[tuple[bytes, bytes]]
@@ -68,12 +67,14 @@ class StreamWriter:
 
     async def chunk(self, data: bytes) -> None:
         if data:
-            self._at_boundary = data.endswith(b"\n\n")
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
-    async def rpc_error_event(self, request_id: Any, code: int, message: str) -> None:
-        """A JSON-RPC error as one more SSE event (a partial event before it is cut off)."""
-        prefix = b"" if self._at_boundary else b"\n\n"
+    async def rpc_error_event(
+        self, request_id: Any, code: int, message: str, *, mid_event: bool = False
+    ) -> None:
+        """A JSON-RPC error as one more SSE event; ``mid_event``: part of an event was sent,
+        which has to be ended first (the client then sees it as an unparsable event)."""
+        prefix = b"\n\n" if mid_event else b""
         await self.chunk(prefix + sse_event(error_body(request_id, code, message)))
 
     async def end(self, data: bytes = b"") -> None:

@@ -1,0 +1,176 @@
+"""Relaying an upstream's server-sent-events answer to one request, whole events at a time.
+
+A Streamable HTTP upstream answers a request with an SSE stream: maybe notifications and
+server→client requests, then the response (a message without ``method`` whose ``id`` is the
+request's). ``AnswerFramer`` sits between the upstream's chunks and the client:
+
+- it releases bytes only up to the last complete event (a blank line ends an event; ``\\n``,
+  ``\\r\\n`` and ``\\r`` line ends are all SSE). What follows is held until its event completes,
+  so a stream cut mid-event never hands the client half an event;
+- it checks every complete ``message`` event: its data must be a JSON-RPC 2.0 object, else
+  ``InvalidEventError``. Events without data (comments, keep-alives, the priming event of a
+  resumable stream) pass unchecked;
+- it notes whether the response arrived (``answered``) and whether the upstream announced
+  ``notifications/tools/list_changed``.
+
+Events larger than ``hold_limit`` are not held whole (large results stream, they are never
+buffered whole): once an unfinished event passes the limit, its bytes are released as they
+arrive. Such an event is checked only by its first byte (``{``) and counts as the answer when
+it completes; if the stream breaks inside it, the client has already received part of it
+(``mid_event``).
+
+The per-chunk cost is a few byte scans; each complete event's data is parsed once with
+``json.loads`` (a few microseconds for a typical answer).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from registry.gateway.jsonrpc import id_key, is_jsonrpc
+
+HOLD_LIMIT = 1024 * 1024
+"""Bytes of one unfinished event held back before it is streamed as it arrives."""
+LIST_CHANGED = "notifications/tools/list_changed"
+# Longest blank-line marker minus one: enough bytes to find a marker split across chunks.
+_TAIL_BYTES = 3
+
+
+class InvalidEventError(ValueError):
+    """An event's data is not a JSON-RPC 2.0 message."""
+
+
+class AnswerFramer:
+    """Feed it the upstream's chunks; ``feed`` returns what may be sent to the client now."""
+
+    __slots__ = (
+        "_limit",
+        "_pending",
+        "_request",
+        "_streaming",
+        "_tail",
+        "answered",
+        "list_changed",
+    )
+
+    def __init__(self, request_id: Any, *, hold_limit: int = HOLD_LIMIT) -> None:
+        self._request = id_key(request_id)
+        self._limit = hold_limit
+        self._pending = b""
+        self._streaming = False
+        self._tail = b""
+        self.answered = False
+        """The response to the request (or, see the module doc, an oversized event) arrived."""
+        self.list_changed = False
+        """The upstream sent ``notifications/tools/list_changed`` (the caller resets it)."""
+
+    @property
+    def mid_event(self) -> bool:
+        """Part of an unfinished event has been released (an event over the hold limit)."""
+        return self._streaming
+
+    @property
+    def holding(self) -> bool:
+        """Bytes of an unfinished event are held back."""
+        return bool(self._pending)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The bytes that may go to the client now; InvalidEventError for a bad event."""
+        if self._streaming:
+            window = self._tail + chunk
+            end = _first_boundary(window)
+            if end < 0:
+                self._tail = window[-_TAIL_BYTES:]
+                return chunk
+            end -= len(self._tail)
+            self._streaming = False
+            self._tail = b""
+            self.answered = True
+            return chunk[:end] + self._frame(chunk[end:])
+        return self._frame(chunk)
+
+    def _frame(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk if self._pending else chunk
+        cut = _last_boundary(data)
+        if cut < 0:
+            complete, rest = b"", data
+        else:
+            complete, rest = data[:cut], data[cut:]
+            self._check(complete)
+        if len(rest) > self._limit:
+            self._check_head(rest)
+            self._pending = b""
+            self._streaming = True
+            self._tail = rest[-_TAIL_BYTES:]
+            return complete + rest
+        self._pending = rest
+        return complete
+
+    def _check(self, block: bytes) -> None:
+        name = b"message"
+        data: list[bytes] = []
+        # splitlines() splits at \n, \r\n and \r: exactly the SSE line ends.
+        for line in block.splitlines():
+            if not line:
+                if data:
+                    self._event(name, data)
+                    data = []
+                name = b"message"
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line == b"data":
+                data.append(b"")
+            elif line.startswith(b"event:"):
+                name = line[6:].strip()
+        if data:
+            # Only reachable when ``block`` was cut at a blank line: the event is complete.
+            self._event(name, data)
+
+    def _event(self, name: bytes, lines: list[bytes]) -> None:
+        if name != b"message":
+            return
+        data = lines[0] if len(lines) == 1 else b"\n".join(lines)
+        if not data.strip():
+            return
+        try:
+            message = json.loads(data)
+        except ValueError as exc:
+            raise InvalidEventError("event data is not JSON") from exc
+        if not is_jsonrpc(message):
+            raise InvalidEventError("event data is not a JSON-RPC 2.0 message")
+        method = message.get("method")
+        if method is None:
+            if "id" in message and id_key(message["id"]) == self._request:
+                self.answered = True
+        elif method == LIST_CHANGED:
+            self.list_changed = True
+
+    def _check_head(self, partial: bytes) -> None:
+        """An oversized event about to be streamed: its data must at least start a JSON object."""
+        name = b"message"
+        for line in partial.splitlines():
+            if line.startswith(b"event:"):
+                name = line[6:].strip()
+            elif line.startswith(b"data:"):
+                if name == b"message" and not line[5:].lstrip().startswith(b"{"):
+                    raise InvalidEventError("event data is not a JSON-RPC 2.0 message")
+                return
+
+
+def _last_boundary(data: bytes) -> int:
+    """The offset just past the last blank line in ``data``, or -1."""
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\n\r\n")
+    cr = data.rfind(b"\r\r")
+    return max(lf + 2 if lf >= 0 else -1, crlf + 3 if crlf >= 0 else -1, cr + 2 if cr >= 0 else -1)
+
+
+def _first_boundary(data: bytes) -> int:
+    """The offset just past the first blank line in ``data``, or -1."""
+    found = [
+        index + len(marker)
+        for marker in (b"\n\n", b"\n\r\n", b"\r\r")
+        if (index := data.find(marker)) >= 0
+    ]
+    return min(found) if found else -1
