@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from packages.database.embedded import EmbeddedDatabaseError
 from registry.bootstrap import ConfigurationError, resolve_settings
 from registry.cli import _EXTRA_COMMANDS
 from registry.config import Settings, get_settings
@@ -75,6 +76,9 @@ def _handle(args: argparse.Namespace) -> int:
         )
     except (InvalidRequestError, ConfigurationError) as exc:
         sys.stderr.write(f"mcp-registry import-servers: {exc}\n")
+        return 2
+    except EmbeddedDatabaseError as exc:
+        sys.stderr.write(f"mcp-registry import-servers: cannot open the database: {exc}\n")
         return 2
 
 

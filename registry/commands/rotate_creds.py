@@ -8,7 +8,10 @@ instead of the command line.
 
 Prints the report as JSON. Exit status: 0 when every value is under the new key, 1 when some
 values could not be decrypted (listed by document id and field) or the run did not complete,
-2 on a usage or configuration error.
+2 on a usage or configuration error or when the database cannot be opened.
+
+Ctrl-C (SIGINT) or SIGTERM stops the run after the batch in progress: the report shows what
+was done with ``"complete": false``, and running the command again finishes the job.
 """
 
 from __future__ import annotations
@@ -16,15 +19,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from typing import Any, TextIO
 
+from packages.database.embedded import EmbeddedDatabaseError
 from packages.database.encryption import EncryptionService, InvalidKeyError
 from registry.bootstrap import ConfigurationError, resolve_settings
 from registry.cli import _EXTRA_COMMANDS
 from registry.config import Settings, get_settings
 from registry.db_session import open_database
 from registry.services.key_rotation import DEFAULT_BATCH_SIZE, rotate_credentials
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 async def run_rotation(
@@ -53,12 +60,29 @@ async def run_rotation(
     except InvalidKeyError as exc:
         option = "--new-key" if exc.variable == "CREDS_KEY" else "--new-iv"
         raise ConfigurationError(f"{option} {exc.reason}") from None
-    async with open_database(settings) as session:
-        old = session.encryption
-        report = await rotate_credentials(
-            database=session.database, old=old, new=new, dry_run=dry_run, batch_size=batch_size
-        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with open_database(settings) as session:
+            report = await rotate_credentials(
+                database=session.database,
+                old=session.encryption,
+                new=new,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                stop=stop,
+            )
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
     out.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    if stop.is_set():
+        sys.stderr.write(
+            "mcp-registry rotate-creds: interrupted after a whole batch; "
+            "run the same command again to finish\n"
+        )
     return 0 if report.complete and not report.undecryptable else 1
 
 
@@ -91,6 +115,9 @@ def _handle(args: argparse.Namespace) -> int:
     except (ConfigurationError, ValueError) as exc:
         # Messages name the option or variable, never a key.
         sys.stderr.write(f"mcp-registry rotate-creds: {exc}\n")
+        return 2
+    except EmbeddedDatabaseError as exc:
+        sys.stderr.write(f"mcp-registry rotate-creds: cannot open the database: {exc}\n")
         return 2
 
 

@@ -24,6 +24,7 @@ concurrent writer replaced in the meantime is never overwritten (it is counted a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -145,14 +146,16 @@ async def rotate_credentials(
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_values: int | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RotationReport:
     """Re-encrypt every secret in ``mcpservers`` and ``tokens`` from ``old`` to ``new``.
 
     Documents are read in ``_id`` order, ``batch_size`` at a time; each batch's writes go in
     one unordered bulk write of conditional updates. ``max_values`` stops the run after that
-    many rotations (``complete`` is then False); a later run resumes where values still need
-    it. ``dry_run`` counts what would be rotated and writes nothing. Raises ValueError when
-    both keys are the same or ``batch_size`` is not positive.
+    many rotations, and a set ``stop`` (an operator's Ctrl-C) before the next batch;
+    ``complete`` is then False and a later run resumes where values still need it.
+    ``dry_run`` counts what would be rotated and writes nothing. Raises ValueError when both
+    keys are the same or ``batch_size`` is not positive.
     """
     if old.key_fingerprint() == new.key_fingerprint():
         raise ValueError("the new key is the current key")
@@ -182,6 +185,7 @@ async def rotate_credentials(
             report=report,
             budget=budget,
             batch_size=batch_size,
+            stop=stop,
         )
         if not finished:
             report.complete = False
@@ -203,13 +207,16 @@ async def _rotate_collection(
     report: RotationReport,
     budget: _Budget,
     batch_size: int,
+    stop: asyncio.Event | None,
 ) -> bool:
-    """Rotate one collection; False when the budget ran out before its end."""
+    """Rotate one collection; False when the budget ran out or ``stop`` was set first."""
     counts = report.collections[collection]
     coll = database[collection]
     projection = dict.fromkeys(fields, True)
     last_id: Any = None
     while True:
+        if stop is not None and stop.is_set():
+            return False
         batch_query = query if last_id is None else {**query, "_id": {"$gt": last_id}}
         cursor = coll.find(batch_query, projection=projection).sort("_id", 1).limit(batch_size)
         docs = await cursor.to_list(length=batch_size)

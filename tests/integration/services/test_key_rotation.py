@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
+import signal
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -245,6 +248,64 @@ async def test_run_rotation_command_reports_json(
     stored = await _stored_values(db, secrets)
     assert all(NEW.decrypt(stored[key]) == value for key, value in secrets.items())
     assert NEW_KEY not in out.getvalue()
+
+
+class _StopAfterChecks(asyncio.Event):
+    """A stop request that arrives after ``checks`` batches (the run checks once per batch)."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__()
+        self.left = checks
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+async def test_rotate_credentials_stop_request_ends_after_a_whole_batch(
+    mongo_client: MongoClient, db_name: str
+) -> None:
+    db = mongo_client[db_name]
+    secrets = await _seed(db, servers=5, tokens=0)
+
+    stopped = await rotate_credentials(
+        database=db, old=OLD, new=NEW, batch_size=2, stop=_StopAfterChecks(2)
+    )
+    resumed = await rotate_credentials(database=db, old=OLD, new=NEW, batch_size=2)
+
+    assert stopped.complete is False
+    assert stopped.collections["mcpservers"].rotated == 8  # two batches of two servers
+    assert resumed.complete is True
+    assert resumed.collections["mcpservers"].rotated == 2
+    assert resumed.collections["mcpservers"].already_rotated == 8
+    stored = await _stored_values(db, secrets)
+    assert all(NEW.decrypt(stored[key]) == value for key, value in secrets.items())
+
+
+async def test_run_rotation_ctrl_c_stops_cleanly_with_a_report(
+    mongo_client: MongoClient, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C ended the command with a KeyboardInterrupt traceback and no counts."""
+    db = mongo_client[settings.mongo_db]
+    await _seed(db, servers=2, tokens=2)
+    out = io.StringIO()
+    # Delivered at the command's first wait, after it has taken over SIGINT.
+    asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGINT)
+
+    status = await run_rotation(
+        settings=settings, new_key_hex=NEW_KEY, new_iv_hex=None, dry_run=False, batch_size=10,
+        out=out,
+    )  # fmt: skip
+
+    report = json.loads(out.getvalue())
+    assert status == 1
+    assert report["complete"] is False
+    assert "run the same command again" in capsys.readouterr().err
+    again = await run_rotation(
+        settings=settings, new_key_hex=NEW_KEY, new_iv_hex=None, dry_run=False, batch_size=10,
+        out=io.StringIO(),
+    )  # fmt: skip
+    assert again == 0
 
 
 def test_rotate_creds_is_registered_in_cli() -> None:
