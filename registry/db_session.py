@@ -17,8 +17,8 @@ from typing import Any
 import structlog
 from pymongo.asynchronous.database import AsyncDatabase
 
-from packages.database.connection import MongoClient, create_client, ping
-from packages.database.embedded import EmbeddedMongo
+from packages.database.connection import MongoClient, close_client, create_client, ping
+from packages.database.embedded import EmbeddedMongo, StorageInUseError
 from packages.database.encryption import EncryptionService, configure_encryption
 from registry.bootstrap import ConfigurationError
 from registry.config import Settings
@@ -27,6 +27,9 @@ from registry.db import init_database
 log = structlog.get_logger("registry.db")
 
 EMBEDDED_DB_DIR = "mongo"
+# Closing the client ends its server sessions; with the database gone that must not hold up
+# the shutdown (it took the full server-selection timeout, 10 s).
+CLOSE_TIMEOUT_SECONDS = 1.0
 EMBEDDED_NOTICE = (
     "Using an EMBEDDED DEVELOPMENT DATABASE (SecantusDB). For production set "
     "MONGO_URI=mongodb://host:27017/?replicaSet=rs0 to use a real MongoDB."
@@ -66,9 +69,10 @@ async def open_database(
 
     Raises:
         ConfigurationError: the database does not answer within ``mongo_timeout_seconds``,
-            or the encryption keys are missing (resolve the settings first).
-        EmbeddedDatabaseError: the embedded server could not start (for example because a
-            running service already holds the same data directory).
+            the encryption keys are missing (resolve the settings first), or another process
+            (a running service, or a database server left behind by one) holds the embedded
+            database's data directory.
+        EmbeddedDatabaseError: the embedded server could not start.
     """
     if settings.creds_key is None or settings.creds_iv is None:
         raise ConfigurationError("CREDS_KEY and CREDS_IV must be set (resolve the settings first)")
@@ -76,7 +80,15 @@ async def open_database(
     watchdog: asyncio.Task[int] | None = None
     if settings.mongo_uri is None:
         embedded = embedded_server(settings)
-        uri = await embedded.start()
+        try:
+            uri = await embedded.start()
+        except StorageInUseError as exc:
+            holder = f"pid {exc.pid}" if exc.pid is not None else "another process"
+            raise ConfigurationError(
+                f"data directory {settings.data_dir.resolve()} is in use by {holder} (another "
+                "mcp-registry or a leftover database process); stop it or use another "
+                "REGISTRY_DATA_DIR"
+            ) from exc
         log.warning(
             "embedded_database_started",
             uri=f"mongodb://127.0.0.1:{embedded.port}",
@@ -110,7 +122,7 @@ async def open_database(
                 embedded=embedded,
             )
         finally:
-            await client.close()
+            await close_client(client, timeout_seconds=CLOSE_TIMEOUT_SECONDS)
     finally:
         if watchdog is not None:
             watchdog.cancel()
