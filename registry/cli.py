@@ -9,7 +9,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from registry.config import get_settings
+from packages.database.embedded import EmbeddedDatabaseError
+from registry.bootstrap import ConfigurationError, check_startup, load_settings
+
+# Exit statuses (besides 0): the service stopped because its embedded database died or could
+# not start; the configuration cannot run the service (the message says what to set or run).
+EXIT_FAILED = 1
+EXIT_CONFIGURATION = 2
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -30,13 +36,23 @@ def parse_duration(text: str) -> timedelta:
     return duration
 
 
+def _refuse(exc: Exception) -> int:
+    """Report a startup error in one line (its message says what to fix), no traceback."""
+    sys.stderr.write(f"mcp-registry: {exc}\n")
+    return EXIT_FAILED if isinstance(exc, EmbeddedDatabaseError) else EXIT_CONFIGURATION
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from registry.app import create_app
     from registry.logging import configure_logging
+    from registry.server import RegistryServer
 
-    settings = get_settings()
+    # Checked before the server starts: a bad value stops the process with one line naming
+    # the variable, not a traceback from deep inside the server's startup.
+    settings = load_settings()
+    check_startup(settings)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     app = create_app(settings)
     config = uvicorn.Config(
@@ -49,19 +65,27 @@ def _serve(args: argparse.Namespace) -> int:
         http="auto",
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = RegistryServer(config, app=app)
 
     def request_shutdown() -> None:
         server.should_exit = True
 
     app.state.request_shutdown = request_shutdown
-    server.run()
+    try:
+        server.run()
+    except SystemExit:
+        # uvicorn exits (status 3) when the application's startup fails; the lifespan has
+        # recorded and logged why when it is one of our startup errors.
+        if app.state.startup_error is None:
+            raise
+    if app.state.startup_error is not None:
+        return _refuse(app.state.startup_error)
     fatal = app.state.fatal_error
     if fatal:
         sys.stderr.write(f"mcp-registry: stopped because the {fatal}\n")
-        return 1
+        return EXIT_FAILED
     if not server.started:
-        return 1
+        return EXIT_FAILED
     return 0
 
 
@@ -69,7 +93,7 @@ def _token_create(args: argparse.Namespace) -> int:
     from registry.auth import TokenIssuer, UserContext
     from registry.bootstrap import resolve_settings
 
-    settings = resolve_settings(get_settings()).settings
+    settings = resolve_settings(load_settings()).settings
     user = UserContext(
         user_id=args.user_id,
         role=args.role,
@@ -121,7 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     handler = args.handler
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+    except ConfigurationError as exc:
+        return _refuse(exc)
     return result
 
 

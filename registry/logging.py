@@ -52,32 +52,50 @@ def redact_secrets(
     return event_dict
 
 
+def uses_json(fmt: Literal["auto", "json", "console"]) -> bool:
+    """True when log lines are JSON: ``json``, or ``auto`` with stderr not a terminal."""
+    return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+
 def configure_logging(
     *, level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto"
 ) -> None:
-    """Configure structlog and the standard library logging once for the process."""
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    """Configure structlog and the standard library logging once for the process.
+
+    Standard-library records (uvicorn's "Started server process", library warnings and their
+    tracebacks) go through the same processors and renderer as structlog's own events, so in
+    JSON mode every line on stderr is one JSON object, redacted the same way.
+    """
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if use_json
+        if uses_json(fmt)
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     numeric_level = logging.getLevelName(level.upper())
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
-        structlog.processors.format_exc_info,
-        renderer,
     ]
     structlog.configure(
-        processors=processors,
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=numeric_level, stream=sys.stderr, format="%(message)s", force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    logging.basicConfig(level=numeric_level, handlers=[handler], force=True)
     # Library chatter (pymongo heartbeats, httpx requests) is not useful at INFO.
     for noisy in ("pymongo", "httpx", "httpcore", "mcp", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(numeric_level, logging.WARNING))
