@@ -112,7 +112,10 @@ def _utf8(text: str) -> bytes:
 class EncryptionService:
     """Encrypts and decrypts values the way LibreChat does, under one ``CREDS_KEY``/``CREDS_IV``.
 
-    Instances are immutable and thread-safe; each call builds its own cipher context.
+    Instances are immutable and thread-safe; each call builds its own cipher context. The key
+    material is passed in (the service builds it from its settings); design 004's
+    ``load_keys_from_env()`` is deliberately absent: only ``registry/config.py`` reads the
+    environment.
     """
 
     __slots__ = ("_iv", "_key")
@@ -247,6 +250,24 @@ class EncryptionService:
                 reason="invalid padding (wrong key or corrupt value)", version=version
             ) from None
         return _decode(data, version=version)
+
+    # --- design 004's names -----------------------------------------------------------------
+
+    def encrypt_value(self, plaintext: str) -> str:
+        """``encrypt`` under the name design 004 draws (``EncryptionService.encrypt_value``).
+
+        Raises:
+            EncryptionError: ``plaintext`` contains a lone surrogate.
+        """
+        return self.encrypt(plaintext)
+
+    def decrypt_value(self, value: str) -> str:
+        """``decrypt`` under the name design 004 draws (``EncryptionService.decrypt_value``).
+
+        Raises:
+            DecryptionError: see ``decrypt``.
+        """
+        return self.decrypt(value)
 
     # --- misc ----------------------------------------------------------------------------
 

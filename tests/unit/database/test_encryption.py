@@ -143,6 +143,27 @@ def test_encrypt_v2_round_trip(plaintext: str) -> None:
 
 @PROPERTY
 @given(plaintext=TEXT)
+def test_encrypt_value_method_round_trip_as_design_004_names_it(plaintext: str) -> None:
+    """Design 004 draws ``EncryptionService.encrypt_value``/``decrypt_value``; ours had only
+    ``encrypt``/``decrypt``, so code written against the design failed."""
+    value = SERVICE_A.encrypt_value(plaintext)
+    assert re.fullmatch(r"[0-9a-f]{32}:(?:[0-9a-f]{32})+", value)
+    assert SERVICE_A.decrypt_value(value) == plaintext
+    assert SERVICE_A.decrypt(value) == plaintext
+
+
+@pytest.mark.parametrize("vector", _vectors("encrypt") + _vectors("encryptV2"))
+def test_decrypt_value_method_reads_librechat_vector(vector: Vector) -> None:
+    assert _service(vector).decrypt_value(vector["ciphertext"]) == vector["plaintext"]
+
+
+def test_decrypt_value_method_corrupt_raises() -> None:
+    with pytest.raises(DecryptionError):
+        SERVICE_A.decrypt_value("zz:zz")
+
+
+@PROPERTY
+@given(plaintext=TEXT)
 def test_encrypt_v1_round_trip(plaintext: str) -> None:
     value = SERVICE_A.encrypt_v1(plaintext)
     assert re.fullmatch(r"(?:[0-9a-f]{32})+", value)
