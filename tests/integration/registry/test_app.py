@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -62,9 +63,15 @@ async def test_startup_refuses_mismatched_schema_version(
 async def test_update_keeps_fields_unknown_to_our_models(
     client: AsyncClient, mongo_client: MongoClient, settings: Settings
 ) -> None:
-    """The external app (or a newer schema) writes fields we do not model; they must survive."""
+    """The external app (or a newer schema) writes fields we do not model; they must survive.
+
+    Both document-level writes also maintain ``updatedAt`` (x-timestamps); the test only
+    checked that it was set. A query-level ``find_one(...).update(...)`` would not bump it
+    (docs/schemas.md).
+    """
     collection = mongo_client[settings.mongo_db]["mcpservers"]
     server_id = ObjectId()
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
     await collection.insert_one(
         {
             "_id": server_id,
@@ -81,15 +88,22 @@ async def test_update_keeps_fields_unknown_to_our_models(
             "path": "/mcp/interop",
             "tenantId": "tenant-42",
             "normalizedServerName": "interop",
+            "createdAt": long_ago,
+            "updatedAt": long_ago,
             "__v": 0,
         }
     )
+    before = datetime.now(UTC) - timedelta(seconds=1)
 
     server = await MCPServer.get(server_id)
     assert server is not None
     server.tags = ["updated"]
     await server.save()
-    await MCPServer.find_one(MCPServer.id == server_id).update({"$set": {"numStars": 3}})
+    saved = await collection.find_one({"_id": server_id})
+    assert saved is not None and saved["updatedAt"] >= before
+
+    await collection.update_one({"_id": server_id}, {"$set": {"updatedAt": long_ago}})
+    await server.update({"$set": {"numStars": 3}})
 
     stored = await collection.find_one({"_id": server_id})
     assert stored is not None
@@ -98,4 +112,5 @@ async def test_update_keeps_fields_unknown_to_our_models(
     assert stored["config"]["requestHeaders"] == {"X-Tenant": "t1"}
     assert stored["tags"] == ["updated"]
     assert stored["numStars"] == 3
-    assert stored["updatedAt"] is not None
+    assert stored["createdAt"] == long_ago
+    assert stored["updatedAt"] >= before
