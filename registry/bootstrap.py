@@ -56,10 +56,11 @@ def load_settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        raise ConfigurationError(_describe_invalid_settings(exc)) from exc
+        raise ConfigurationError(describe_invalid_settings(exc)) from exc
 
 
-def _describe_invalid_settings(exc: ValidationError) -> str:
+def describe_invalid_settings(exc: ValidationError) -> str:
+    """One line naming each invalid variable and what is wrong with it (never the value)."""
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
         name = ".".join(str(part) for part in error["loc"])

@@ -9,8 +9,15 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from packages.database.embedded import EmbeddedDatabaseError
-from registry.bootstrap import ConfigurationError, check_startup, load_settings
+from registry.bootstrap import (
+    ConfigurationError,
+    check_startup,
+    describe_invalid_settings,
+    load_settings,
+)
 
 # Exit statuses (besides 0): the service stopped because its embedded database died or could
 # not start; the configuration cannot run the service (the message says what to set or run).
@@ -149,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = handler(args)
     except ConfigurationError as exc:
         return _refuse(exc)
+    except ValidationError as exc:  # a subcommand that read the settings itself
+        if exc.title != "Settings":
+            raise
+        return _refuse(ConfigurationError(describe_invalid_settings(exc)))
     return result
 
 
