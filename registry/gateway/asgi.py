@@ -24,17 +24,11 @@ from registry.gateway.policy import ToolPolicy
 from registry.gateway.principals import PrincipalCache
 from registry.gateway.relay import Relay
 from registry.gateway.responses import send_api_error
-from registry.gateway.sessions import GatewaySession, SessionStore
+from registry.gateway.sessions import SessionStore
 from registry.runtime import Runtime
 
 SWEEP_INTERVAL_SECONDS = 30.0
 EXTRAS_KEY = "gateway"
-
-
-def _close_session(session: GatewaySession) -> None:
-    bridge = session.upstream.bridge
-    if bridge is not None:
-        bridge.close()
 
 
 class GatewayApp:
@@ -110,7 +104,6 @@ class GatewayApp:
             sessions=SessionStore(
                 maxsize=settings.gateway_max_sessions,
                 idle_seconds=settings.gateway_session_idle_seconds,
-                on_close=_close_session,
             ),
             events=ServerEvents(
                 runtime.database,
@@ -144,7 +137,7 @@ class GatewayApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         if gateway is not None:
-            gateway.sessions.clear()
+            await gateway.close()
             await gateway.events.drain()
             if gateway.tool_policy is not None:
                 await gateway.tool_policy.drain()

@@ -136,6 +136,8 @@ async def _initialize(
         server_id=server.id,
         server_name=server.name,
         upstream=upstream,
+        user=user,
+        route=server.gateway_name,
     )
     gw.sessions.add(session)
     await send_bytes(send, status=200, body=data, headers=[(SESSION_HEADER, session.id.encode())])

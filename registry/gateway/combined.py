@@ -15,13 +15,13 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from bson import ObjectId
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.types import Receive, Scope, Send
@@ -31,7 +31,7 @@ from registry.auth.acl import server_visibility_filter
 from registry.errors import InvalidRequestError, NotFoundError, RegistryError
 from registry.gateway import policy
 from registry.gateway.catalog import CatalogTool, ToolCatalog
-from registry.gateway.gateway import Gateway, _read_body, _status
+from registry.gateway.gateway import Gateway, _read_body, _rejection, _status
 from registry.gateway.jsonrpc import (
     TOOL_NOT_ALLOWED,
     UPSTREAM_UNAVAILABLE,
@@ -42,14 +42,20 @@ from registry.gateway.jsonrpc import (
 from registry.gateway.lookup import COLLECTION, ResolvedServer
 from registry.gateway.responses import SESSION_HEADER, send_api_error, send_bytes, send_rpc_error
 from registry.gateway.sessions import GatewaySession, new_session_id
+from registry.gateway.upstream import transport_for
+from registry.gateway.watch import DisconnectWatch
 
 log = structlog.get_logger("registry.gateway")
 
 METHOD_NOT_FOUND = -32601
+COMBINED_SERVER = "_combined"
+"""The ``server`` of log lines and metrics about the combined endpoint itself."""
 SEPARATOR = "_mcp_"
 SERVER_INFO = {"name": "mcp-gateway-registry", "version": "0.1.0"}
 VISIBLE_SERVERS_TTL_SECONDS = 5.0
 MAX_CACHED_CALLERS = 10_000
+MAX_REPORTED_COLLISIONS = 1_000
+_VISIBLE_PROJECTION = {"serverName": 1, "path": 1, "config.type": 1}
 INSTRUCTIONS = (
     "Every tool you may use across the registry's MCP servers, named {tool}_mcp_{serverName}."
 )
@@ -67,9 +73,34 @@ class CombinedSession:
     last_seen: float = field(default_factory=time.monotonic)
 
 
+@dataclass(frozen=True, slots=True)
+class VisibleServer:
+    """A server as the combined list needs it; routing resolves the rest (``Gateway.authorize``)."""
+
+    id: str
+    name: str
+    """``serverName``: the suffix of its tools' combined names."""
+    gateway_name: str
+    """What ``/mcp/{name}`` calls it: the last segment of its ``/mcp/…`` path, else its name."""
+
+
+def _visible_server(doc: Mapping[str, Any]) -> VisibleServer | None:
+    """None for a server the gateway cannot relay (stdio, websocket), as ``authorize`` says."""
+    if transport_for((doc.get("config") or {}).get("type")) is None:
+        return None
+    name = str(doc.get("serverName"))
+    path = str(doc.get("path") or "")
+    segment = path.removeprefix("/mcp/") if path.startswith("/mcp/") else ""
+    return VisibleServer(
+        id=str(doc["_id"]),
+        name=name,
+        gateway_name=segment if segment and "/" not in segment else name,
+    )
+
+
 @dataclass(frozen=True)
 class Route:
-    server: ResolvedServer
+    server: VisibleServer
     tool: CatalogTool
 
 
@@ -107,25 +138,34 @@ class CombinedServer:
         self._idle = idle_seconds
         self._maxsize = maxsize
         self._sessions: OrderedDict[str, CombinedSession] = OrderedDict()
-        self._visible: TTLCache[tuple[str, str, tuple[str, ...]], list[tuple[str, str]]] = TTLCache(
+        self._visible: TTLCache[tuple[str, str, tuple[str, ...]], list[VisibleServer]] = TTLCache(
             maxsize=MAX_CACHED_CALLERS, ttl=VISIBLE_SERVERS_TTL_SECONDS
+        )
+        # Ticks on every server change, so a read under way then is not cached.
+        self._servers_clock = 0
+        gateway.lookup.subscribe(self._servers_changed)
+        self._collisions_seen: LRUCache[tuple[str, frozenset[tuple[str, str]]], bool] = LRUCache(
+            maxsize=MAX_REPORTED_COLLISIONS
         )
 
     # -- entry ---------------------------------------------------------------------------------
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         headers = dict(scope["headers"])
         request_id = scope.get("state", {}).get("request_id")
         policy.bind(self.gateway.tool_policy)
+        method: str = scope["method"]
+        user: UserContext | None = None
         try:
             user = self.gateway.principals.authenticate(headers.get(b"authorization"))
-            method = scope["method"]
             if method == "POST":
                 await self._post(receive, send, headers, user)
             elif method == "DELETE":
                 session = self._session(headers, user)
                 self._close(session)
                 await send_bytes(send, status=200, body=b"")
+                self._record(user, method, "ok", started)
             else:
                 # No server→client stream: the combined server sends no notifications.
                 await send_bytes(
@@ -138,6 +178,21 @@ class CombinedServer:
             await send_api_error(
                 send, status=_status(exc), code=exc.code, message=exc.message, request_id=request_id
             )
+            self._record(user, method, _rejection(exc), started)
+
+    def _record(self, user: UserContext | None, method: str, outcome: str, started: float) -> None:
+        """The ``gateway_call`` line and metrics of a request the combined endpoint answered
+        at the HTTP level (its relayed tool calls are recorded per server)."""
+        self.gateway._record(
+            user_id=user.user_id if user is not None else None,
+            server_name=COMBINED_SERVER,
+            server=None,
+            method=method,
+            tool=None,
+            outcome=outcome,
+            started=started,
+            server_label=COMBINED_SERVER,
+        )
 
     async def _post(
         self, receive: Receive, send: Send, headers: dict[bytes, bytes], user: UserContext
@@ -164,7 +219,7 @@ class CombinedServer:
             tools = [route.tool.as_mcp(name=name) for name, route in routes.items()]
             await self._result(send, message, {"tools": tools})
         elif message.method == "tools/call":
-            await self._call(send, headers, message, user, session)
+            await self._call(receive, send, headers, message, user, session)
         else:
             await send_rpc_error(
                 send,
@@ -227,50 +282,79 @@ class CombinedServer:
 
     # -- tools -----------------------------------------------------------------------------------
 
-    async def _visible_servers(self, user: UserContext) -> list[tuple[str, str]]:
-        """(gateway name, serverName) of the enabled servers ``user`` can see (cached briefly)."""
+    async def _visible_servers(self, user: UserContext) -> list[VisibleServer]:
+        """The enabled, relayable servers ``user`` can see, by serverName (cached briefly).
+
+        One query whatever their number; a server's connection and credentials are resolved
+        only when a call is routed to it.
+        """
         key = (user.user_id, user.role, user.groups)
         visible = self._visible.get(key)
         if visible is None:
+            started = self._servers_clock
             cursor = self._servers.find(
                 {**server_visibility_filter(user), "status": {"$ne": "inactive"}},
-                projection={"path": 1, "serverName": 1},
+                projection=_VISIBLE_PROJECTION,
             )
             visible = sorted(
-                [
-                    (
-                        str(doc.get("path") or "").removeprefix("/mcp/")
-                        or str(doc.get("serverName")),
-                        str(doc.get("serverName")),
-                    )
-                    async for doc in cursor
-                ],
-                key=lambda pair: pair[1],
+                [server async for doc in cursor if (server := _visible_server(doc)) is not None],
+                key=lambda server: (server.name, server.id),
             )
-            self._visible[key] = visible
+            if started == self._servers_clock:
+                self._visible[key] = visible
         return visible
+
+    def _servers_changed(self, server_id: str | None) -> None:
+        """A server changed (toggle, update, delete): every caller's visible set may differ."""
+        self._servers_clock += 1
+        self._visible.clear()
 
     async def routes(self, user: UserContext, *, tool_name: str | None = None) -> dict[str, Route]:
         """Every tool ``user`` may use, by combined name (``{tool}_mcp_{serverName}``).
 
-        With ``tool_name`` only the servers that name could belong to are consulted (a call
-        must not cost a walk over every server).
+        Two queries at most (visible servers, then their exposed tools), both cached. With
+        ``tool_name`` only the servers that name could belong to are consulted. A name two
+        tools would share (``echo_mcp`` on ``delta`` and ``echo`` on ``mcp_delta`` both give
+        ``echo_mcp_mcp_delta``) is offered for neither: a call must never reach an upstream
+        the caller did not mean.
         """
+        servers = await self._visible_servers(user)
+        if tool_name is not None:
+            servers = [s for s in servers if tool_name.endswith(f"{SEPARATOR}{s.name}")]
+        exposed = await self.catalog.exposed_many(server.id for server in servers)
         routes: dict[str, Route] = {}
-        for gateway_name, server_name in await self._visible_servers(user):
-            if tool_name is not None and not tool_name.endswith(f"{SEPARATOR}{server_name}"):
-                continue
-            try:
-                server = await self.gateway.authorize(user, gateway_name)
-            except RegistryError:
-                continue  # switched off, unrelayable transport, or no longer visible
-            for tool in (await self.catalog.exposed(server.id)).values():
-                if tool.allows(user):
-                    routes[f"{tool.name}{SEPARATOR}{server.name}"] = Route(server=server, tool=tool)
+        collisions: dict[str, list[Route]] = {}
+        for server in servers:
+            for tool in exposed.get(server.id, {}).values():
+                if not tool.allows(user):
+                    continue
+                name = f"{tool.name}{SEPARATOR}{server.name}"
+                route = Route(server=server, tool=tool)
+                if name in collisions:
+                    collisions[name].append(route)
+                elif name in routes:
+                    collisions[name] = [routes.pop(name), route]
+                else:
+                    routes[name] = route
+        for name, colliding in collisions.items():
+            self._warn_collision(name, colliding)
         return routes
+
+    def _warn_collision(self, name: str, colliding: list[Route]) -> None:
+        key = (name, frozenset((route.server.id, route.tool.name) for route in colliding))
+        if key in self._collisions_seen:
+            return
+        self._collisions_seen[key] = True
+        log.warning(
+            "combined_tool_name_collision",
+            name=name,
+            tools=[f"{route.server.name}/{route.tool.name}" for route in colliding],
+            server_ids=[route.server.id for route in colliding],
+        )
 
     async def _call(
         self,
+        receive: Receive,
         send: Send,
         headers: dict[bytes, bytes],
         message: Message,
@@ -279,7 +363,8 @@ class CombinedServer:
     ) -> None:
         assert message.tool is not None
         route = (await self.routes(user, tool_name=message.tool)).get(message.tool)
-        if route is None:
+        server = await self._resolve(user, route.server) if route is not None else None
+        if route is None or server is None:
             await send_rpc_error(
                 send,
                 request_id=message.id,
@@ -287,7 +372,6 @@ class CombinedServer:
                 message=f"Tool '{message.tool}' is not available to you",
             )
             return
-        server = route.server
         body = dict(message.body)
         body["params"] = {**body["params"], "name": route.tool.name}
         raw = json.dumps(body, separators=(",", ":")).encode()
@@ -295,23 +379,46 @@ class CombinedServer:
         gw = self.gateway
         started = time.perf_counter()
         outcome = "ok"
+        upstream: GatewaySession | None = None
+        watch = DisconnectWatch(receive, send)
+        send = watch.send
         try:
-            upstream = await self._upstream_session(session, server, user)
-            outcome = await gw.exchange(
-                send=send,
-                headers={b"accept": headers.get(b"accept", _INIT_ACCEPT[b"accept"])},
-                user=user,
-                server=server,
-                message=upstream_message,
-                body=raw,
-                session=upstream,
-            )
-        except RpcError as exc:
-            outcome = exc.outcome
-            gw.account_failure(exc, server, user)
-            await send_rpc_error(send, request_id=message.id, code=exc.code, message=exc.message)
+            try:
+                upstream = await self._upstream_session(session, server, user)
+                outcome = await gw.exchange(
+                    send=send,
+                    headers={b"accept": headers.get(b"accept", _INIT_ACCEPT[b"accept"])},
+                    user=user,
+                    server=server,
+                    message=upstream_message,
+                    body=raw,
+                    session=upstream,
+                )
+            except RpcError as exc:
+                outcome = exc.outcome
+                gw.account_failure(exc, server, user)
+                await send_rpc_error(
+                    send, request_id=message.id, code=exc.code, message=exc.message
+                )
+        except asyncio.CancelledError:
+            if not watch.fired:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # always in a task
+            outcome = "client_disconnected"
+            gw.client_gone(server=server, user=user, session=upstream, message=upstream_message)
         finally:
+            watch.stop()
             gw._observe(user, server, upstream_message, outcome, started)
+
+    async def _resolve(self, user: UserContext, visible: VisibleServer) -> ResolvedServer | None:
+        """The routed server's connection and credentials (the gateway's cached lookup and its
+        ACL, status and transport checks), or None when it is no longer usable or its
+        gateway name now leads to another server."""
+        try:
+            server = await self.gateway.authorize(user, visible.gateway_name)
+        except RegistryError:
+            return None  # switched off, unrelayable transport, or no longer visible
+        return server if server.id == visible.id else None
 
     async def _upstream_session(
         self, session: CombinedSession, server: ResolvedServer, user: UserContext

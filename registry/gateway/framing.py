@@ -33,6 +33,8 @@ from registry.gateway.jsonrpc import id_key, is_jsonrpc
 HOLD_LIMIT = 1024 * 1024
 """Bytes of one unfinished event held back before it is streamed as it arrives."""
 LIST_CHANGED = "notifications/tools/list_changed"
+# json.loads on bytes first sniffs the encoding; SSE is UTF-8 by definition.
+_decode = json.JSONDecoder().decode
 # Longest blank-line marker minus one: enough bytes to find a marker split across chunks.
 _TAIL_BYTES = 3
 
@@ -134,7 +136,7 @@ class AnswerFramer:
         if not data.strip():
             return
         try:
-            message = json.loads(data)
+            message = _decode(data.decode("utf-8"))
         except ValueError as exc:
             raise InvalidEventError("event data is not JSON") from exc
         if not is_jsonrpc(message):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -25,7 +26,7 @@ from registry.errors import (
     RegistryError,
     UpstreamError,
 )
-from registry.gateway import policy
+from registry.gateway import policy, teardown
 from registry.gateway.bridged import exchange_bridged
 from registry.gateway.credentials import CredentialResolver
 from registry.gateway.events import ServerEvents
@@ -43,6 +44,8 @@ from registry.gateway.watch import DisconnectWatch
 log = structlog.get_logger("registry.gateway")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
+BACKGROUND_GRACE_SECONDS = 1.0
+UNKNOWN_SERVER = "_unknown"
 SESSION_NOT_FOUND = "Session not found or expired: send a new initialize request"
 # Outcomes that say something about the upstream (counted towards status: error); the rest
 # are about the caller (missing credential, policy) or about this one exchange.
@@ -72,30 +75,86 @@ class Gateway:
         self.tool_policy = tool_policy
         """The tool catalog's rules (docs/catalog.md); None relays every tool."""
         relay.on_tools_changed = self.tools_changed
-        self.streams = StreamRelay(
-            relay=relay, sessions=sessions, on_tools_changed=self.tools_changed
-        )
+        self.streams = StreamRelay(relay=relay, on_tools_changed=self.tools_changed)
+        sessions.on_close = self.session_closed
+        self.closing = False
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- entry -----------------------------------------------------------------------------
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        started = time.perf_counter()
         headers = dict(scope["headers"])
         policy.bind(self.tool_policy)
+        method: str = scope["method"]
+        user: UserContext | None = None
+        server: ResolvedServer | None = None
+        message: Message | None = None
         try:
             user = self.principals.authenticate(headers.get(b"authorization"))
-            server = await self.authorize(user, name)
-            method = scope["method"]
+            if method == "DELETE":
+                ended = await self.end_session(headers, user, name)
+                await send_bytes(send, status=200, body=b"")
+                self._record(
+                    user_id=user.user_id,
+                    server_name=ended.server_name,
+                    server=None,
+                    method=method,
+                    tool=None,
+                    outcome="ok",
+                    started=started,
+                    server_label=ended.server_name,
+                )
+                return
+            server = await self.lookup.resolve(name)  # named in the log even if refused
+            usable = self.check_use(user, server)
             if method == "POST":
-                await self.post(scope, receive, send, headers, user, server)
-            elif method in ("GET", "DELETE"):
-                session = self.session_for(headers, user, server)
-                upstream_headers = await self._stream_headers(server, user)
-                if method == "GET":
-                    await self.streams.get(
-                        scope, receive, send, headers, session, server, upstream_headers
+                body = await _read_body(receive)
+                try:
+                    message = parse_message(body)
+                except RpcError as exc:
+                    await send_rpc_error(
+                        send, request_id=None, code=exc.code, message=exc.message, status=400
                     )
-                else:
-                    await self.streams.delete(send, session, server, upstream_headers)
+                    self._record(
+                        user_id=user.user_id,
+                        server_name=usable.name,
+                        server=usable,
+                        method=method,
+                        tool=None,
+                        outcome=exc.outcome,
+                        started=started,
+                    )
+                    return
+                session = None
+                if message.method != "initialize":
+                    session = self.session_for(headers, user, usable)
+                await self.post(
+                    receive,
+                    send,
+                    user=user,
+                    server=usable,
+                    message=message,
+                    body=body,
+                    headers=headers,
+                    session=session,
+                    started=started,
+                )
+            elif method == "GET":
+                session = self.session_for(headers, user, usable)
+                upstream_headers = await self._stream_headers(usable, user)
+                outcome = await self.streams.get(
+                    scope, receive, send, headers, session, usable, upstream_headers
+                )
+                self._record(
+                    user_id=user.user_id,
+                    server_name=usable.name,
+                    server=usable,
+                    method=method,
+                    tool=None,
+                    outcome=outcome,
+                    started=started,
+                )
             else:
                 await send_bytes(
                     send,
@@ -103,15 +162,38 @@ class Gateway:
                     body=b'{"error":"method_not_allowed","message":"Use POST, GET or DELETE"}',
                     headers=[(b"allow", b"GET, POST, DELETE")],
                 )
+                self._record(
+                    user_id=user.user_id,
+                    server_name=usable.name,
+                    server=usable,
+                    method=method,
+                    tool=None,
+                    outcome="method_not_allowed",
+                    started=started,
+                )
         except RegistryError as exc:
             request_id = scope.get("state", {}).get("request_id")
             await send_api_error(
                 send, status=_status(exc), code=exc.code, message=exc.message, request_id=request_id
             )
+            if message is not None:
+                method = message.method if message.method is not None else "response"
+            self._record(
+                user_id=user.user_id if user is not None else None,
+                server_name=server.name if server is not None else name,
+                server=server,
+                method=method,
+                tool=message.tool if message is not None else None,
+                outcome=_rejection(exc),
+                started=started,
+            )
 
     async def authorize(self, user: UserContext, name: str) -> ResolvedServer:
         """The server ``name`` resolves to, if ``user`` may use it now; HTTP-level errors."""
-        server = await self.lookup.resolve(name)
+        return self.check_use(user, await self.lookup.resolve(name))
+
+    def check_use(self, user: UserContext, server: ResolvedServer | None) -> ResolvedServer:
+        """``server`` if ``user`` may use it now, else the HTTP-level error that says why."""
         if server is None:
             raise NotFoundError("Server not found", resource="server")
         authorize_server(user, Action.USE, server)
@@ -138,37 +220,86 @@ class Gateway:
     def session_for(
         self, headers: dict[bytes, bytes], user: UserContext, server: ResolvedServer
     ) -> GatewaySession:
+        session = self._owned_session(headers, user)
+        if session.server_id != server.id:
+            raise NotFoundError(SESSION_NOT_FOUND, resource="session")
+        return session
+
+    def _owned_session(self, headers: dict[bytes, bytes], user: UserContext) -> GatewaySession:
         raw = headers.get(SESSION_HEADER)
         if not raw:
             raise InvalidRequestError("Missing Mcp-Session-Id header: send initialize first")
         session = self.sessions.get(raw.decode("latin-1"))
-        if session is None or session.user_id != user.user_id or session.server_id != server.id:
+        if session is None or session.user_id != user.user_id:
             raise NotFoundError(SESSION_NOT_FOUND, resource="session")
         return session
+
+    # -- DELETE: the end of a session ---------------------------------------------------------
+
+    async def end_session(
+        self, headers: dict[bytes, bytes], user: UserContext, name: str
+    ) -> GatewaySession:
+        """End the caller's own session on ``/mcp/{name}`` here; the upstream's in the background.
+
+        Only the session's owner may end it, and always may: a server switched off since, no
+        longer visible, or a credential deleted since does not keep a session alive (the
+        upstream is then not contacted, see ``teardown.end_session``).
+        """
+        session = self._owned_session(headers, user)
+        if name not in (session.route, session.server_name):
+            server = await self.lookup.resolve(name)
+            if server is None or server.id != session.server_id:
+                raise NotFoundError(SESSION_NOT_FOUND, resource="session")
+        self.sessions.remove(session.id)
+        return session
+
+    def session_closed(self, session: GatewaySession) -> None:
+        """A gateway session ended here (DELETE, idle expiry, eviction): release the upstream's."""
+        bridge = session.upstream.bridge
+        if bridge is not None:
+            bridge.close()
+        if not self.closing and session.upstream.upstream_session_id is not None:
+            self.spawn(teardown.end_session(self, session))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background (kept referenced; cancelled at shutdown)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # A task boundary: log once (an unexpected failure, e.g. the database).
+            log.warning("gateway_background_task_failed", error=type(exc).__name__)
+
+    async def close(self) -> None:
+        """Shutdown: forget every session (the upstream ones are left to expire), then give
+        pending background work a moment before cancelling it."""
+        self.closing = True
+        self.sessions.clear()
+        pending = set(self._background)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=BACKGROUND_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     # -- POST: one JSON-RPC message ------------------------------------------------------------
 
     async def post(
         self,
-        scope: Scope,
         receive: Receive,
         send: Send,
-        headers: dict[bytes, bytes],
+        *,
         user: UserContext,
         server: ResolvedServer,
+        message: Message,
+        body: bytes,
+        headers: dict[bytes, bytes],
+        session: GatewaySession | None,
+        started: float,
     ) -> None:
-        body = await _read_body(receive)
-        try:
-            message = parse_message(body)
-        except RpcError as exc:
-            await send_rpc_error(
-                send, request_id=None, code=exc.code, message=exc.message, status=400
-            )
-            return
-        session: GatewaySession | None = None
-        if message.method != "initialize":
-            session = self.session_for(headers, user, server)
-        started = time.perf_counter()
         outcome = "ok"
         watch = DisconnectWatch(receive, send) if message.is_request else None
         if watch is not None:
@@ -200,10 +331,31 @@ class Gateway:
                 raise
             asyncio.current_task().uncancel()  # type: ignore[union-attr]  # always in a task
             outcome = "client_disconnected"
+            self.client_gone(server=server, user=user, session=session, message=message)
         finally:
             if watch is not None:
                 watch.stop()
             self._observe(user, server, message, outcome, started)
+
+    def client_gone(
+        self,
+        *,
+        server: ResolvedServer,
+        user: UserContext,
+        session: GatewaySession | None,
+        message: Message,
+    ) -> None:
+        """The client disconnected while ``message`` was in flight: cancel it upstream.
+
+        A disconnect is not a cancellation in MCP, so the upstream is told (in the background).
+        ``initialize`` has no upstream session to cancel in and must not be cancelled anyway.
+        """
+        if session is not None and message.is_request:
+            self.spawn(
+                teardown.cancel_request(
+                    self, server=server, user=user, session=session, request_id=message.id
+                )
+            )
 
     async def exchange(
         self,
@@ -292,22 +444,61 @@ class Gateway:
         outcome: str,
         started: float,
     ) -> None:
+        self._record(
+            user_id=user.user_id,
+            server_name=server.name,
+            server=server,
+            method=message.method if message.method is not None else "response",
+            tool=message.tool,
+            outcome=outcome,
+            started=started,
+        )
+
+    def _record(
+        self,
+        *,
+        user_id: str | None,
+        server_name: str,
+        server: ResolvedServer | None,
+        method: str,
+        tool: str | None,
+        outcome: str,
+        started: float,
+        server_label: str = UNKNOWN_SERVER,
+    ) -> None:
+        """The canonical ``gateway_call`` line and metrics of one request to the gateway.
+
+        ``server`` is None when the name did not resolve to a server: the log names what was
+        asked for, the metrics say ``server_label`` (their labels stay bounded).
+        """
         elapsed = time.perf_counter() - started
-        method = message.method if message.method is not None else "response"
         method_label = method if method in KNOWN_METHODS else "_other"
-        tool = message.tool
-        tool_label = "" if tool is None else (tool if tool in server.known_tools else "_other")
-        GATEWAY_CALLS.labels(server.name, method_label, tool_label, outcome).inc()
-        GATEWAY_CALL_SECONDS.labels(server.name, method_label, tool_label).observe(elapsed)
+        if tool is None:
+            tool_label = ""
+        else:
+            tool_label = tool if server is not None and tool in server.known_tools else "_other"
+        if server is not None:
+            server_label = server.name
+        GATEWAY_CALLS.labels(server_label, method_label, tool_label, outcome).inc()
+        GATEWAY_CALL_SECONDS.labels(server_label, method_label, tool_label).observe(elapsed)
         log.info(
             "gateway_call",
-            user_id=user.user_id,
-            server=server.name,
+            user_id=user_id,
+            server=server_name,
             method=method,
             tool=tool,
             outcome=outcome,
             duration_ms=round(elapsed * 1000, 2),
         )
+
+
+def _rejection(exc: RegistryError) -> str:
+    """The outcome label of a request refused before the MCP exchange (see docs/gateway.md)."""
+    if isinstance(exc, NotFoundError) and exc.resource == "session":
+        return "session_not_found"
+    if isinstance(exc, TooLargeError):
+        return "too_large"
+    return exc.code
 
 
 def _status(exc: RegistryError) -> int:

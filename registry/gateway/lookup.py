@@ -6,12 +6,19 @@ SECONDS``; after that one read refreshes it, and everything derived from the con
 (the decrypted admin key, the timeout) is rebuilt only when ``updatedAt`` changed. Misses are
 cached too, so unknown paths cannot turn into one query each. Concurrent misses for the same
 name share one query.
+
+``servers_changed(server_id)`` makes every lookup of this process forget that server (and
+every cached miss) at once, and tells their subscribers (the combined server's visible-server
+cache): the servers service calls it after a toggle, an update or a delete, so a switched-off
+server is refused by the very next request here; other replicas converge within the TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -31,6 +38,7 @@ log = structlog.get_logger("registry.gateway")
 CredentialMode = Literal["none", "app", "user"]
 Transport = UpstreamTransport
 COLLECTION = "mcpservers"
+GATEWAY_PREFIX = "/mcp/"
 MAX_CACHED_SERVERS = 10_000
 _PROJECTION = {
     "serverName": 1,
@@ -87,6 +95,15 @@ class ResolvedServer:
     @property
     def object_id(self) -> ObjectId:
         return ObjectId(self.id)
+
+    @property
+    def gateway_name(self) -> str:
+        """The ``{name}`` of ``/mcp/{name}`` that finds this server: its path's last segment
+        when the path is ``/mcp/{name}``, else its ``serverName`` (see ``ServerLookup``)."""
+        name = self.path.removeprefix(GATEWAY_PREFIX)
+        if self.path.startswith(GATEWAY_PREFIX) and name and "/" not in name:
+            return name
+        return self.name
 
 
 def credential_mode(doc: dict[str, Any]) -> CredentialMode:
@@ -228,6 +245,10 @@ class ServerLookup:
             maxsize=MAX_CACHED_SERVERS, ttl=max(ttl_seconds, 0.001) * 20
         )
         self._inflight: dict[str, asyncio.Future[ResolvedServer | None]] = {}
+        # Ticks on every ``forget_server``: a read that started before one is not cached.
+        self._clock = 0
+        self._subscribers: list[Callable[[str | None], None]] = []
+        _lookups.add(self)
 
     async def resolve(self, name: str) -> ResolvedServer | None:
         """The server ``/mcp/{name}`` names, or None when there is none."""
@@ -239,6 +260,7 @@ class ServerLookup:
             return await asyncio.shield(pending)
         future: asyncio.Future[ResolvedServer | None] = asyncio.get_running_loop().create_future()
         self._inflight[name] = future
+        started = self._clock
         try:
             server = await self._load(name, previous=cached[0] if cached else None)
         except BaseException as exc:
@@ -247,9 +269,11 @@ class ServerLookup:
             future.exception()
             raise
         finally:
-            self._inflight.pop(name, None)
+            if self._inflight.get(name) is future:
+                del self._inflight[name]
         future.set_result(server)
-        self._cache[name] = (server, time.monotonic())
+        if self._clock == started:
+            self._cache[name] = (server, time.monotonic())
         return server
 
     def invalidate(self, name: str | None = None) -> None:
@@ -258,6 +282,22 @@ class ServerLookup:
             self._cache.clear()
         else:
             self._cache.pop(name, None)
+
+    def subscribe(self, subscriber: Callable[[str | None], None]) -> None:
+        """Call ``subscriber(server_id)`` whenever ``forget_server`` runs."""
+        self._subscribers.append(subscriber)
+
+    def forget_server(self, server_id: str | None = None) -> None:
+        """Server ``server_id`` (None: any server) changed or was deleted: drop it, and every
+        cached miss (its new path may be one), so the next request reads it again."""
+        self._clock += 1
+        # Reads under way started before the change: later requests must not join them.
+        self._inflight.clear()
+        for name, (server, _) in list(self._cache.items()):
+            if server_id is None or server is None or server.id == server_id:
+                self._cache.pop(name, None)
+        for subscriber in self._subscribers:
+            subscriber(server_id)
 
     async def _load(self, name: str, *, previous: ResolvedServer | None) -> ResolvedServer | None:
         doc = await self._collection.find_one({"path": f"/mcp/{name}"}, _PROJECTION)
@@ -273,3 +313,13 @@ class ServerLookup:
         ):
             return previous
         return build_server(doc, default_timeout_seconds=self._default_timeout)
+
+
+_lookups: weakref.WeakSet[ServerLookup] = weakref.WeakSet()
+
+
+def servers_changed(server_id: str | None = None) -> None:
+    """Make every ``ServerLookup`` of this process (and its subscribers) forget ``server_id``
+    (None: every server) at once; called by the servers service after a change."""
+    for lookup in list(_lookups):
+        lookup.forget_server(server_id)

@@ -52,6 +52,7 @@ KNOWN_METHODS = frozenset(
         "notifications/progress",
         "notifications/roots/list_changed",
         "GET",
+        "POST",
         "DELETE",
         "response",
     }

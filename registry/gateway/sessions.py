@@ -8,7 +8,7 @@ server, else it is unknown (404, as the Streamable HTTP spec says for expired se
 Ids have the form ``{node}.{random}``: ``node`` names this process, so a load balancer can
 route by the id alone (docs/gateway.md, "Scale-out"). The map is in memory, bounded, and
 forgets sessions idle for ``REGISTRY_GATEWAY_SESSION_IDLE_SECONDS`` (least recently used first
-when full); ``on_close`` releases what a session holds (an SSE bridge).
+when full); ``on_close`` releases what a session holds (an SSE bridge, the upstream's session).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from registry.auth import UserContext
     from registry.gateway.sse_bridge import SseBridge
 
 NODE_ID = secrets.token_hex(4)
@@ -57,6 +58,10 @@ class GatewaySession:
     last_seen: float = field(default_factory=time.monotonic)
     client_streams: int = 0
     """Open client GET streams (one at a time for a bridged SSE upstream)."""
+    user: UserContext | None = None
+    """Who opened it: ending the upstream session later uses their access and credential."""
+    route: str = ""
+    """The ``{name}`` of ``/mcp/{name}`` that reaches the server (its ``gateway_name``)."""
 
 
 def new_session_id() -> str:
@@ -74,7 +79,8 @@ class SessionStore:
         self._sessions: OrderedDict[str, GatewaySession] = OrderedDict()
         self._maxsize = maxsize
         self._idle = idle_seconds
-        self._on_close = on_close
+        self.on_close = on_close
+        """Called with every session that ends here (removed, evicted, expired or cleared)."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -123,5 +129,5 @@ class SessionStore:
             self._closed(session)
 
     def _closed(self, session: GatewaySession) -> None:
-        if self._on_close is not None:
-            self._on_close(session)
+        if self.on_close is not None:
+            self.on_close(session)

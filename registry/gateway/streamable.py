@@ -124,6 +124,8 @@ async def _initialize(
             user_id=user.user_id,
             server_id=server.id,
             server_name=server.name,
+            user=user,
+            route=server.gateway_name,
             upstream=UpstreamSession(
                 server_id=server.id,
                 initialize=body,

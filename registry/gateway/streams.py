@@ -1,4 +1,4 @@
-"""GET (the server→client event stream) and DELETE (end of session) on a gateway session."""
+"""GET on a gateway session: the server→client event stream."""
 
 from __future__ import annotations
 
@@ -7,20 +7,16 @@ import contextlib
 from collections.abc import Callable
 
 import aiohttp
-import structlog
 from starlette.types import Receive, Scope, Send
 
 from registry.errors import ConflictError, UpstreamError
-from registry.gateway.http1 import Http1Error
-from registry.gateway.jsonrpc import RpcError, sse_event
+from registry.gateway.jsonrpc import sse_event
 from registry.gateway.lookup import ResolvedServer
 from registry.gateway.policy import ListChangedScanner
 from registry.gateway.relay import Relay
 from registry.gateway.responses import EVENT_STREAM, StreamWriter, send_bytes
-from registry.gateway.sessions import GatewaySession, SessionStore
+from registry.gateway.sessions import GatewaySession
 from registry.gateway.watch import DisconnectWatch
-
-log = structlog.get_logger("registry.gateway")
 
 KEEPALIVE_SECONDS = 15.0
 _FORWARDED = (b"accept", b"mcp-protocol-version", b"last-event-id")
@@ -31,11 +27,9 @@ class StreamRelay:
         self,
         *,
         relay: Relay,
-        sessions: SessionStore,
         on_tools_changed: Callable[[ResolvedServer], None] | None = None,
     ) -> None:
         self.relay = relay
-        self.sessions = sessions
         self.on_tools_changed = on_tools_changed
 
     async def get(
@@ -47,17 +41,24 @@ class StreamRelay:
         session: GatewaySession,
         server: ResolvedServer,
         upstream_headers: dict[str, str],
-    ) -> None:
-        """Open the client's event stream: the upstream's GET stream, or the bridge's outbox."""
+    ) -> str:
+        """Open the client's event stream: the upstream's GET stream, or the bridge's outbox.
+
+        Returns the outcome once the stream ended: ``ok`` (either side closed it), or
+        ``upstream_refused`` when the upstream offers no stream (its 404/405 is passed on).
+        """
         if session.client_streams > 0 and server.transport == "sse":
             raise ConflictError("Only one event stream per session is allowed")
         watch = DisconnectWatch(receive, send, grace_seconds=0)
         session.client_streams += 1
+        outcome = "ok"
         try:
             if server.transport == "sse":
                 await self._outbox(watch.send, session)
             else:
-                await self._upstream_get(watch.send, headers, session, server, upstream_headers)
+                outcome = await self._upstream_get(
+                    watch.send, headers, session, server, upstream_headers
+                )
         except asyncio.CancelledError:
             if not watch.fired:
                 raise
@@ -65,6 +66,7 @@ class StreamRelay:
         finally:
             session.client_streams -= 1
             watch.stop()
+        return outcome
 
     async def _outbox(self, send: Send, session: GatewaySession) -> None:
         outbox = session.upstream.outbox
@@ -86,7 +88,7 @@ class StreamRelay:
         session: GatewaySession,
         server: ResolvedServer,
         upstream_headers: dict[str, str],
-    ) -> None:
+    ) -> str:
         assert self.relay.streams is not None
         out = dict(upstream_headers)
         for name in _FORWARDED:
@@ -109,9 +111,11 @@ class StreamRelay:
         try:
             if response.status != 200:
                 # 405: the upstream offers no stream (the spec allows that); pass it on.
-                status = response.status if response.status in (404, 405) else 502
-                await send_bytes(send, status=status, body=b"")
-                return
+                if response.status in (404, 405):
+                    await send_bytes(send, status=response.status, body=b"")
+                    return "upstream_refused"
+                await send_bytes(send, status=502, body=b"")
+                return "upstream_error"
             writer = StreamWriter(send)
             await writer.start(
                 status=200,
@@ -127,27 +131,4 @@ class StreamRelay:
             await writer.end()
         finally:
             response.release()
-
-    async def delete(
-        self,
-        send: Send,
-        session: GatewaySession,
-        server: ResolvedServer,
-        upstream_headers: dict[str, str],
-    ) -> None:
-        """End the session here and, best effort, upstream."""
-        self.sessions.remove(session.id)
-        upstream_id = session.upstream.upstream_session_id
-        if server.transport == "streamable-http" and upstream_id is not None:
-            headers = {**upstream_headers, "mcp-session-id": upstream_id}
-            if session.upstream.protocol_version:
-                headers["mcp-protocol-version"] = session.upstream.protocol_version
-            try:
-                response = await self.relay.request("DELETE", server, headers)
-                try:
-                    await response.read()
-                finally:
-                    response.release()
-            except (RpcError, Http1Error, TimeoutError):
-                log.info("upstream_session_delete_failed", server=server.name)
-        await send_bytes(send, status=200, body=b"")
+        return "ok"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import Iterator
 
+import anyio
 import httpx
 import pytest
 from bson import ObjectId
@@ -11,9 +15,10 @@ from mcp.shared.exceptions import MCPError
 
 from registry.gateway.metrics import GATEWAY_CALLS
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
-from tests.support import wait_until
+from tests.support import RunningUpstream, UpstreamSpec, wait_until
 from tests.support.fixtures import UpstreamFactory
-from tests.support.mcp_messages import INITIALIZE_REQUEST, text_of
+from tests.support.mcp_messages import ACCEPT, INITIALIZE_REQUEST, text_of
+from tests.support.upstreams import Transport
 
 pytestmark = pytest.mark.e2e
 
@@ -130,45 +135,68 @@ async def test_slow_upstream_times_out_for_that_client_only(
     assert text_of(quick.content[0]) == "quick"
 
 
+@contextlib.contextmanager
+def recording_upstream(transport: Transport) -> Iterator[tuple[RunningUpstream, list[str]]]:
+    """An upstream with a tool ``long_task`` that records ``started``, then ``cancelled`` or
+    ``finished`` (after 30 s) in the returned list."""
+    upstream = RunningUpstream(UpstreamSpec(transport=transport, name="recorder"))
+    events: list[str] = []
+
+    @upstream.mcp.tool()
+    async def long_task() -> str:
+        """Work for 30 s unless cancelled."""
+        events.append("started")
+        try:
+            await anyio.sleep(30)
+        except anyio.get_cancelled_exc_class():
+            events.append("cancelled")
+            raise
+        events.append("finished")
+        return "done"
+
+    upstream.start()
+    try:
+        yield upstream, events
+    finally:
+        upstream.close()
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
 async def test_client_disconnect_cancels_upstream_call(
-    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+    gateway_service: GatewayService, transport: Transport
 ) -> None:
-    upstream = upstream_factory()
-    await gateway_service.add_server("cancelled", upstream.url)
-    caller = gateway_service.caller()
-    counter = GATEWAY_CALLS.labels("cancelled", "tools/call", "_other", "client_disconnected")
+    """Audit G1: a disconnect only closed the upstream connection, and the MCP specification
+    says that is no cancellation: the upstream tool ran on to the end."""
+    name = f"cancelled-{transport}"
+    counter = GATEWAY_CALLS.labels(name, "tools/call", "_other", "client_disconnected")
     before = counter._value.get()
 
-    headers = {**caller.headers, "accept": "application/json, text/event-stream"}
-    async with httpx.AsyncClient(headers=headers) as http:
-        init = await http.post(
-            gateway_service.url("cancelled"),
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "raw", "version": "1"},
-                },
-            },
-        )
-        session_headers = {"mcp-session-id": init.headers["mcp-session-id"]}
-        with pytest.raises(httpx.ReadTimeout):
+    with recording_upstream(transport) as (upstream, events):
+        await gateway_service.add_server(name, upstream.url, transport=transport)
+        headers = {**gateway_service.caller().headers, **ACCEPT}
+        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+            init = await http.post(gateway_service.url(name), json=INITIALIZE_REQUEST)
+            session_headers = {"mcp-session-id": init.headers["mcp-session-id"]}
             await http.post(
-                gateway_service.url("cancelled"),
-                json={
-                    "jsonrpc": "2.0",
-                    "id": 2,
-                    "method": "tools/call",
-                    "params": {"name": "slow_echo", "arguments": {"text": "x", "seconds": 30}},
-                },
+                gateway_service.url(name),
+                json={"jsonrpc": "2.0", "method": "notifications/initialized"},
                 headers=session_headers,
-                timeout=0.5,
             )
+            pending = asyncio.create_task(
+                http.post(
+                    gateway_service.url(name),
+                    json=call("long_task", {}, request_id=42),
+                    headers=session_headers,
+                )
+            )
+            await wait_until(lambda: events == ["started"])
+            pending.cancel()  # the client goes away: httpx closes its connection
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+            await wait_until(lambda: events == ["started", "cancelled"], timeout=10)
 
     await wait_until(lambda: counter._value.get() == before + 1)
+    assert events == ["started", "cancelled"]
 
 
 async def test_big_result_streams_through(
