@@ -16,7 +16,10 @@ says exactly what to store; the upstream is not contacted.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -62,7 +65,12 @@ def missing_credential_message(server: ResolvedServer) -> str:
 
 
 class CredentialResolver:
-    """Upstream headers per call; the only per-user cache of decrypted credentials."""
+    """Upstream headers per call; the only per-user cache of decrypted credentials.
+
+    Entries are keyed by (user id, server id, server name, configuration version). A stored
+    credential that changes (``forget_user_credentials``) or that the upstream rejects
+    (``forget_user``) is dropped at once; a lookup that was in flight meanwhile is not cached.
+    """
 
     def __init__(
         self,
@@ -71,9 +79,15 @@ class CredentialResolver:
         ttl_seconds: float = USER_CREDENTIAL_TTL_SECONDS,
     ) -> None:
         self._finder = finder
-        self._cache: TTLCache[tuple[str, str, str], tuple[dict[str, str], float]] = TTLCache(
+        self._cache: TTLCache[tuple[str, str, str, str], tuple[dict[str, str], float]] = TTLCache(
             maxsize=MAX_CACHED_CREDENTIALS, ttl=ttl_seconds
         )
+        self._generation = 0
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        _resolvers.add(self)
 
     async def headers_for(self, server: ResolvedServer, user: UserContext) -> dict[str, str]:
         """The headers to send upstream for ``user``'s call; RpcError when none are usable."""
@@ -83,18 +97,45 @@ class CredentialResolver:
                     CREDENTIAL_REQUIRED, server.credential_problem, outcome="credential_required"
                 )
             return server.base_headers
-        key = (user.user_id, server.id, server.config_version)
+        key = (user.user_id, server.id, server.name, server.config_version)
         cached = self._cache.get(key)
         if cached is not None and time.time() < cached[1]:
             return cached[0]
+        generation = self._generation
         headers, expires_at = await self._load(server, user)
-        self._cache[key] = (headers, expires_at)
+        if generation == self._generation:
+            self._cache[key] = (headers, expires_at)
         return headers
 
-    def forget_user(self, user_id: str, server_id: str) -> None:
-        """Drop a cached credential (the upstream rejected it, or the user replaced it)."""
-        for key in [key for key in self._cache if key[0] == user_id and key[1] == server_id]:
+    def forget_user(
+        self, user_id: str, server_id: str | None = None, *, server_name: str | None = None
+    ) -> None:
+        """Drop ``user_id``'s cached credential for one server (by id or by name)."""
+        self._generation += 1
+        wanted = user_id.lower()
+        for key in [
+            key
+            for key in self._cache
+            if key[0].lower() == wanted
+            and (server_id is None or key[1] == server_id)
+            and (server_name is None or key[2] == server_name)
+        ]:
             self._cache.pop(key, None)
+
+    def _forget_soon(self, user_id: str, server_name: str) -> None:
+        """``forget_user`` by name, run on this resolver's own event loop."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop is running or loop.is_closed():
+            self.forget_user(user_id, server_name=server_name)
+        else:
+            # Another app's loop in this process (tests run several): its cache is its own.
+            loop.call_soon_threadsafe(
+                functools.partial(self.forget_user, user_id, server_name=server_name)
+            )
 
     async def _load(
         self, server: ResolvedServer, user: UserContext
@@ -139,3 +180,18 @@ class CredentialResolver:
                 outcome="credential_required",
             ) from exc
         return headers, credential.expires_at.timestamp()
+
+
+_resolvers: weakref.WeakSet[CredentialResolver] = weakref.WeakSet()
+
+
+def forget_user_credentials(*, user_id: str, server_name: str) -> None:
+    """A user's stored credential for ``server_name`` changed (stored, replaced, refreshed or
+    deleted): every live resolver of this process drops what it cached for it.
+
+    Called by the tokens services after each change, so the next gateway call reads the
+    record again instead of using the old value for up to ``USER_CREDENTIAL_TTL_SECONDS``.
+    Other processes (replicas) are not told: their cache entries expire within that TTL.
+    """
+    for resolver in list(_resolvers):
+        resolver._forget_soon(user_id, server_name)

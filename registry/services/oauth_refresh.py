@@ -33,6 +33,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from packages.database.encryption import DecryptionError, decrypt_value
 from packages.models import MCPServer
 from registry.auth import UserContext
+from registry.gateway.credentials import forget_user_credentials
 from registry.services.audit import record_audit
 from registry.services.keyed_locks import KeyedLocks
 from registry.services.token_refresh import REFRESH_RECORD_LIFETIME
@@ -278,6 +279,7 @@ async def _store(user_id: ObjectId, server_name: str, answer: _TokenResponse) ->
 
     async with collection.database.client.start_session() as session:
         access_id = await session.with_transaction(write)
+    forget_user_credentials(user_id=str(user_id), server_name=server_name)
     await record_audit(
         action="refresh",
         entity_type=ENTITY,

@@ -32,6 +32,7 @@ from registry.services.tokens import (
     StoredToken,
     as_stored,
     audit_view,
+    credential_changed,
     live_filter,
     record_upsert,
     tokens_collection,
@@ -111,6 +112,7 @@ async def refresh_token(
         after={**audit_view(stored), "refresh_token_id": refresh_id},
     )
     log.info("token_refreshed", token_id=stored.id, refresh_token_id=refresh_id)
+    credential_changed(updated)
     return RefreshedToken(token=stored, updated_at=now, refresh_token_id=refresh_id)
 
 

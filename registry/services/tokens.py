@@ -33,6 +33,7 @@ from registry.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from registry.gateway.credentials import forget_user_credentials
 from registry.services.audit import record_audit
 from registry.services.keyed_locks import KeyedLocks
 from registry.services.pagination import PageWindow
@@ -266,6 +267,7 @@ async def store_token(
         after=audit_view(stored),
     )
     log.info("token_stored", token_id=stored.id, type=stored.type, replaced=replaced)
+    credential_changed(doc)
     return stored
 
 
@@ -355,6 +357,23 @@ async def delete_token(*, user: UserContext, token_id: str) -> None:
         action="delete", entity_type=ENTITY, entity_id=token_id, actor=user, before=before
     )
     log.info("token_deleted", token_id=token_id, owner_id=str(doc["userId"]))
+    credential_changed(doc)
+
+
+def credential_changed(doc: dict[str, Any]) -> None:
+    """Tell the gateway that the owner of the record ``doc`` has a new (or no) credential for
+    its server, so it stops using a cached copy at once (``registry.gateway.credentials``).
+
+    Reads only ``userId``, ``type`` and ``identifier``, so a record the external app broke
+    otherwise still counts.
+    """
+    kind = KIND_BY_STORED_TYPE.get(str(doc.get("type")))
+    identifier = doc.get("identifier")
+    if kind is None or not isinstance(identifier, str):
+        return
+    server_name = api_identifier(identifier, kind)
+    if server_name is not None:
+        forget_user_credentials(user_id=str(doc.get("userId")), server_name=server_name)
 
 
 def audit_view(token: StoredToken) -> dict[str, Any]:
