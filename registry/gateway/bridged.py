@@ -79,6 +79,7 @@ def open_bridge(
         server_name=server.name,
         outbox=upstream.outbox,
         on_tools_changed=lambda: gw.tools_changed(server),
+        user_credential=server.credential_mode == "user",
     )
 
 

@@ -22,6 +22,7 @@ import structlog
 
 from registry.gateway.jsonrpc import (
     CONNECTION_CLOSED,
+    CREDENTIAL_REJECTED,
     REQUEST_TIMEOUT,
     UPSTREAM_INVALID_RESPONSE,
     UPSTREAM_UNAVAILABLE,
@@ -59,8 +60,11 @@ class SseBridge:
         server_name: str,
         outbox: asyncio.Queue[bytes],
         on_tools_changed: Callable[[], None] | None = None,
+        user_credential: bool = False,
     ) -> None:
         self._http = http
+        self._user_credential = user_credential
+        """The credential sent is the caller's own (how a refusal is worded)."""
         self._on_tools_changed = on_tools_changed
         self._url = url
         self._headers = headers
@@ -171,10 +175,14 @@ class SseBridge:
                 ),
             ) as response:
                 if response.status in (401, 403):
+                    whose = (
+                        "your stored credential"
+                        if self._user_credential
+                        else "the server's configured credential"
+                    )
                     error = RpcError(
-                        UPSTREAM_INVALID_RESPONSE,
-                        f"Upstream '{self._server}' rejected the credentials "
-                        f"(HTTP {response.status})",
+                        CREDENTIAL_REJECTED,
+                        f"Upstream '{self._server}' rejected {whose} (HTTP {response.status})",
                         outcome="credential_rejected",
                     )
                     return

@@ -7,7 +7,7 @@ import pytest
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
 from tests.support import DEFAULT_TOOLS
 from tests.support.fixtures import UpstreamFactory
-from tests.support.mcp_messages import text_of
+from tests.support.mcp_messages import raw_initialize, text_of
 
 pytestmark = pytest.mark.e2e
 
@@ -61,3 +61,26 @@ async def test_sse_upstream_restart_reinitializes(
         seen for seen in upstream.relayed_requests_seen if seen.get("accept") == "text/event-stream"
     ]
     assert len(streams) == 2
+
+
+async def test_sse_upstream_refusing_the_users_key_is_credential_rejected(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    """The bridge answered a refused credential with -32003 (not -32011) and blamed no one."""
+    upstream = upstream_factory(transport="sse", auth="bearer", api_key=KEY)
+    await gateway_service.add_server(
+        "legacy-own",
+        upstream.url,
+        transport="sse",
+        scope="shared_user",
+        api_key={"source": "user", "authorization_type": "bearer"},
+    )
+    caller = gateway_service.caller()
+    await gateway_service.store_api_key(caller, "legacy-own", "not-the-key")
+
+    refused = await raw_initialize(gateway_service.url("legacy-own"), caller.headers)
+
+    assert refused.json()["error"] == {
+        "code": -32011,
+        "message": "Upstream 'legacy-own' rejected your stored credential (HTTP 401)",
+    }
