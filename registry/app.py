@@ -47,8 +47,8 @@ def _operation_id(route: APIRoute) -> str:
 
 def _on_embedded_exit(embedded: EmbeddedMongo, app: FastAPI) -> Callable[[asyncio.Task[int]], None]:
     def handle(task: asyncio.Task[int]) -> None:
-        # Once shutdown has begun the database may go first (it is stopped, or it got the
-        # same signal): that is the shutdown, not a crash.
+        # Once shutdown has begun (a signal, or the lifespan's shutdown) the database may go
+        # before the service has stopped it: that is part of the shutdown, not a crash.
         if task.cancelled() or embedded.stopping or app.state.shutting_down:
             return
         log.critical(
