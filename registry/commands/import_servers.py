@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from packages.database.embedded import EmbeddedDatabaseError
-from registry.bootstrap import ConfigurationError, resolve_settings
+from registry.bootstrap import ConfigurationError, load_settings, resolve_settings
 from registry.cli import _EXTRA_COMMANDS
-from registry.config import Settings, get_settings
+from registry.config import Settings
 from registry.db_session import open_database
 from registry.errors import InvalidRequestError
 from registry.services.importer import ImportReport, import_directory
@@ -63,7 +63,7 @@ def _handle(args: argparse.Namespace) -> int:
     from registry.logging import configure_logging
 
     try:
-        settings = resolve_settings(get_settings()).settings
+        settings = resolve_settings(load_settings()).settings
         configure_logging(level=settings.log_level, fmt=settings.log_format)
         return asyncio.run(
             run_import(

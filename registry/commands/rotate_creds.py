@@ -25,9 +25,9 @@ from typing import Any, TextIO
 
 from packages.database.embedded import EmbeddedDatabaseError
 from packages.database.encryption import EncryptionService, InvalidKeyError
-from registry.bootstrap import ConfigurationError, resolve_settings
+from registry.bootstrap import ConfigurationError, load_settings, resolve_settings
 from registry.cli import _EXTRA_COMMANDS
-from registry.config import Settings, get_settings
+from registry.config import Settings
 from registry.db_session import open_database
 from registry.services.key_rotation import DEFAULT_BATCH_SIZE, rotate_credentials
 
@@ -99,7 +99,7 @@ def _handle(args: argparse.Namespace) -> int:
     from registry.logging import configure_logging
 
     try:
-        settings = resolve_settings(get_settings()).settings
+        settings = resolve_settings(load_settings()).settings
         configure_logging(level=settings.log_level, fmt=settings.log_format)
         key_hex, iv_hex = _key_material(args)
         return asyncio.run(

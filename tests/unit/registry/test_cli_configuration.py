@@ -42,5 +42,21 @@ def test_import_servers_malformed_setting_one_line_exit_2(
 
     captured = capsys.readouterr()
     assert status == 2
-    assert captured.err.startswith("mcp-registry: PORT: Input should be a valid integer")
+    assert captured.err.startswith("mcp-registry import-servers: PORT: Input should be a valid")
     assert len(captured.err.splitlines()) == 1
+
+
+def test_rotate_creds_malformed_setting_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rotate-creds caught ValueError and printed pydantic's multi-line ValidationError."""
+    monkeypatch.setenv("CREDS_IV", "zz")
+
+    status = main(["rotate-creds", "--new-key", "ab" * 32, "--dry-run"])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert "CREDS_IV" in captured.err
+    assert len(captured.err.splitlines()) == 1
+    assert "ab" * 32 not in captured.err
