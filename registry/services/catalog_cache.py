@@ -1,9 +1,12 @@
-"""Invalidation signal for caches derived from the catalog (the gateway's exposed-tool sets).
+"""Invalidation signals for the gateway's caches of the catalog and of the servers.
 
 Every catalog change calls ``invalidate(server_id)``: it bumps a process-wide version counter,
-drops the gateway's cached tool sets (``registry.gateway.catalog.invalidate_catalogs``) and
-notifies the registered listeners. Caches in other processes (other replicas) rely on their
-short TTL instead (docs/catalog.md).
+drops that server's cached tool set (``registry.gateway.catalog.invalidate_catalogs``) and
+notifies the registered listeners. A change to a server itself (toggle, update, delete) calls
+``server_changed(server_id)``, which also makes the gateway forget the server
+(``registry.gateway.lookup.servers_changed``: ``/mcp/{server}`` and the combined server's
+visible servers), so a switched-off server is refused by the very next request. Caches in
+other processes (other replicas) rely on their short TTL instead (docs/catalog.md).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 from bson import ObjectId
 
 from registry.gateway.catalog import invalidate_catalogs
+from registry.gateway.lookup import servers_changed
 
 Listener = Callable[[str | None], None]
 
@@ -44,3 +48,10 @@ def invalidate(server_id: ObjectId | str | None = None) -> None:
     invalidate_catalogs(key)
     for listener in list(_listeners):
         listener(key)
+
+
+def server_changed(server_id: ObjectId | str) -> None:
+    """Signal that a server's status, configuration or existence changed: the gateway of this
+    process forgets it at once (lookup, combined visible servers) and its tools."""
+    servers_changed(str(server_id))
+    invalidate(server_id)

@@ -35,6 +35,7 @@ from registry.errors import (
 )
 from registry.gateway.connection_state import ConnectionStateStore
 from registry.metrics import SERVER_OPERATIONS
+from registry.services import catalog_cache
 from registry.services.audit import record_audit
 from registry.services.catalog_runs import last_discovered_at
 from registry.services.catalog_sync import (
@@ -318,6 +319,15 @@ async def update_server(
             build=build,
             provided_updated_at=provided_updated_at,
         )
+    # Path, scope, status or connection may have changed: the gateway must not keep
+    # serving what it cached (a server switched off by PATCH is refused at once).
+    catalog_cache.server_changed(oid)
+    if "status" in fields:
+        # As a toggle: a disabled server exposes no tools; enabling it restores them.
+        await refresh_server_exposure(server_id=oid)
+        latest = await collection().find_one({"_id": oid})
+        if latest is not None:
+            after = dict(latest)
     if CONNECTION_FIELDS.intersection(fields):
         states.forget_server(server_id)
     await _record_mutation(
@@ -344,6 +354,7 @@ async def delete_server(
         result = await collection().delete_one({"_id": oid})
         if result.deleted_count == 0:
             raise NotFoundError(SERVER_NOT_FOUND, resource="server", resource_id=server_id)
+    catalog_cache.server_changed(oid)
     states.forget_server(server_id)
     await forget_server(server_id=oid)
     await _record_mutation(
@@ -369,6 +380,8 @@ async def toggle_server(*, principal: UserContext, server_id: str, enabled: bool
             action=Action.TOGGLE,
             build=lambda _stored: ({"status": status}, {}),
         )
+    # Before anything else: the gateway of this process must stop (or start) serving it now.
+    catalog_cache.server_changed(oid)
     # A disabled server exposes no tools; enabling it again restores its exposed tools.
     await refresh_server_exposure(server_id=oid)
     latest = await collection().find_one({"_id": oid})
