@@ -5,8 +5,11 @@ external app's convention). The endpoint answers ``initialize``, ``ping`` and ``
 itself, from the catalog (no upstream call); a ``tools/call`` is renamed back to the upstream's
 tool name and relayed through ``Gateway.exchange`` — the same credential, policy and relay path
 as ``/mcp/{server}`` — on an upstream session opened lazily per (combined session, server).
-Tool lists never include tools of servers the caller cannot see (``acl.authorize_server(USE)``
-through ``Gateway.authorize``) or that its role/groups may not use (``tool_allowed_for``).
+Tool lists never include tools of servers the caller cannot see (``acl.server_visibility_filter``
+in the query; ``Gateway.authorize`` again when a call is routed) or that its role/groups may
+not use (``tool_allowed_for``). A list costs two cached queries whatever the number of servers
+(visible servers, then their exposed tools); a name two tools would share is offered for
+neither (docs/catalog.md).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from registry.gateway.jsonrpc import (
     RpcError,
     parse_message,
 )
-from registry.gateway.lookup import COLLECTION, ResolvedServer
+from registry.gateway.lookup import COLLECTION, ResolvedServer, gateway_name_for
 from registry.gateway.responses import SESSION_HEADER, send_api_error, send_bytes, send_rpc_error
 from registry.gateway.sessions import GatewaySession, new_session_id
 from registry.gateway.upstream import transport_for
@@ -81,7 +84,7 @@ class VisibleServer:
     name: str
     """``serverName``: the suffix of its tools' combined names."""
     gateway_name: str
-    """What ``/mcp/{name}`` calls it: the last segment of its ``/mcp/…`` path, else its name."""
+    """What ``/mcp/{name}`` calls it (``lookup.gateway_name_for``)."""
 
 
 def _visible_server(doc: Mapping[str, Any]) -> VisibleServer | None:
@@ -89,12 +92,8 @@ def _visible_server(doc: Mapping[str, Any]) -> VisibleServer | None:
     if transport_for((doc.get("config") or {}).get("type")) is None:
         return None
     name = str(doc.get("serverName"))
-    path = str(doc.get("path") or "")
-    segment = path.removeprefix("/mcp/") if path.startswith("/mcp/") else ""
     return VisibleServer(
-        id=str(doc["_id"]),
-        name=name,
-        gateway_name=segment if segment and "/" not in segment else name,
+        id=str(doc["_id"]), name=name, gateway_name=gateway_name_for(doc.get("path"), name)
     )
 
 

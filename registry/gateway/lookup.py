@@ -98,12 +98,18 @@ class ResolvedServer:
 
     @property
     def gateway_name(self) -> str:
-        """The ``{name}`` of ``/mcp/{name}`` that finds this server: its path's last segment
-        when the path is ``/mcp/{name}``, else its ``serverName`` (see ``ServerLookup``)."""
-        name = self.path.removeprefix(GATEWAY_PREFIX)
-        if self.path.startswith(GATEWAY_PREFIX) and name and "/" not in name:
-            return name
-        return self.name
+        """The ``{name}`` of ``/mcp/{name}`` that finds this server (``gateway_name_for``)."""
+        return gateway_name_for(self.path, self.name)
+
+
+def gateway_name_for(path: object, server_name: str) -> str:
+    """The ``{name}`` of ``/mcp/{name}`` that finds a server: its path's last segment when the
+    path is ``/mcp/{name}``, else its ``serverName`` (see ``ServerLookup``)."""
+    text = str(path or "")
+    name = text.removeprefix(GATEWAY_PREFIX)
+    if text.startswith(GATEWAY_PREFIX) and name and "/" not in name:
+        return name
+    return server_name
 
 
 def credential_mode(doc: dict[str, Any]) -> CredentialMode:
