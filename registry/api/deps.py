@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Request, params
 
-from registry.auth import UserContext
+from registry.auth import UserContext, api_scope_for, authorize_scope
 from registry.config import Settings
 from registry.errors import AuthenticationError
 from registry.runtime import Runtime
@@ -46,6 +46,17 @@ def get_current_principal(request: Request, runtime: RuntimeDep) -> UserContext:
 
 
 CurrentPrincipal = Annotated[UserContext, Depends(get_current_principal)]
+
+
+def requires_api_scope(resource: str) -> params.Depends:
+    """A router dependency: the caller's token must grant ``read:`` (GET) or ``write:``
+    (anything else) on ``resource`` when it names scopes (``acl.authorize_scope``)."""
+
+    def check_scope(request: Request, principal: CurrentPrincipal) -> None:
+        authorize_scope(principal, api_scope_for(resource, request.method))
+
+    scoped: params.Depends = Depends(check_scope)
+    return scoped
 
 
 def require_admin(principal: CurrentPrincipal) -> UserContext:

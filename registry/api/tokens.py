@@ -26,6 +26,9 @@ from registry.services import token_jwt, token_refresh, tokens
 from registry.services.token_types import ApiTokenType
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
+# Without a bearer token (the refresh JWT in the body is the credential), so outside the
+# router whose routes need the caller's scopes.
+exchange_router = APIRouter(prefix="/tokens", tags=["tokens"])
 
 _OBJECT_ID = r"^[0-9a-fA-F]{24}$"
 
@@ -57,7 +60,7 @@ async def generate_tokens(
     return _issued(issued)
 
 
-@router.post(
+@exchange_router.post(
     "/jwt/refresh",
     summary="Exchange a refresh JWT for a new access JWT (no bearer header: the body is the "
     "credential)",

@@ -6,10 +6,13 @@
 """
 
 from registry.auth.acl import (
+    API_SCOPES,
     SHARED_SCOPES,
     Action,
     ServerLike,
     ServerScope,
+    api_scope_for,
+    authorize_scope,
     authorize_server,
     authorize_server_create,
     authorize_token_manage,
@@ -30,6 +33,7 @@ from registry.auth.jwt import (
 from registry.auth.principal import Role, UserContext
 
 __all__ = [
+    "API_SCOPES",
     "SHARED_SCOPES",
     "Action",
     "AuthConfigurationError",
@@ -41,6 +45,8 @@ __all__ = [
     "TokenType",
     "TokenVerifier",
     "UserContext",
+    "api_scope_for",
+    "authorize_scope",
     "authorize_server",
     "authorize_server_create",
     "authorize_token_manage",

@@ -1,5 +1,9 @@
 """The one place that decides who may see and do what with servers, tokens and tools.
 
+Scopes (the API's, not servers'): a token that names scopes may do only what they name
+(``authorize_scope``; an admin keeps its role only with the ``admin`` scope), and a token that
+names none has its role's full rights. See docs/credentials.md, "Scopes".
+
 Servers have three scopes:
 
 - ``private_user``: visible to and managed by its author (and admins).
@@ -196,3 +200,66 @@ def tool_allowed_for(
         return True
     roles = {role.lower() for role in allowed_roles}
     return user.role in roles or not set(user.groups).isdisjoint(allowed_groups)
+
+
+# API scopes: what a token that names scopes may do
+
+READ_SERVERS, WRITE_SERVERS = "read:servers", "write:servers"
+READ_TOOLS, WRITE_TOOLS = "read:tools", "write:tools"
+READ_TOKENS, WRITE_TOKENS = "read:tokens", "write:tokens"
+USE_GATEWAY = "use:gateway"
+ADMIN_SCOPE = "admin"
+API_SCOPES: tuple[str, ...] = (
+    READ_SERVERS,
+    WRITE_SERVERS,
+    READ_TOOLS,
+    WRITE_TOOLS,
+    READ_TOKENS,
+    WRITE_TOKENS,
+    USE_GATEWAY,
+    ADMIN_SCOPE,
+)
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def api_scope_for(resource: str, method: str) -> str:
+    """The scope an HTTP ``method`` on ``resource`` needs: ``read:`` for reads, else ``write:``."""
+    return f"{'read' if method.upper() in _READ_METHODS else 'write'}:{resource}"
+
+
+def authorize_scope(user: UserContext, scope: str) -> None:
+    """Allow a request that needs ``scope`` or raise PermissionDeniedError.
+
+    Scopes only ever restrict. A token that names none acts with its role's full rights (the
+    external app's session tokens carry none); a token that names some (``requested_scopes``
+    of ``POST /api/v1/tokens/generate``, ``token create --scope``) may do only what they name.
+    """
+    if user.scopes and scope not in user.scopes:
+        raise PermissionDeniedError(
+            f"This token's scopes ({' '.join(user.scopes)}) do not include {scope}",
+            details={"required_scope": scope},
+        )
+
+
+def effective_role(role: str, scopes: Sequence[str]) -> str:
+    """The role a token acts with: one that names scopes is an admin only with ``admin``.
+
+    So an admin's narrowed automation token (``read:servers``) cannot read every user's
+    servers, statistics or audit trail.
+    """
+    if role == "admin" and scopes and ADMIN_SCOPE not in scopes:
+        return "user"
+    return role
+
+
+def grantable_scopes(user: UserContext) -> frozenset[str] | None:
+    """The scopes ``user`` may put on tokens it issues itself (None: any).
+
+    A token that names scopes grants at most those; otherwise an admin may grant any scope
+    and a user every API scope but ``admin``.
+    """
+    if user.scopes:
+        return frozenset(user.scopes)
+    if user.is_admin:
+        return None
+    return frozenset(API_SCOPES) - {ADMIN_SCOPE}

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from registry.auth.acl import grantable_scopes
 from registry.auth.principal import UserContext
 from registry.config import Settings
 from registry.errors import AuthenticationError, InvalidRequestError, PermissionDeniedError
@@ -323,9 +324,11 @@ class TokenIssuer:
     ) -> IssuedTokens:
         """An access token and a refresh token for the caller.
 
-        ``requested_scopes`` (None: all of the caller's) must be a subset of the caller's
-        scopes unless the caller is an admin, else PermissionDeniedError naming the missing
-        ones. ``expires_in_hours`` must lie in 1..max_expires_hours, else InvalidRequestError.
+        ``requested_scopes`` (None: all of the caller's) must be among the scopes the caller
+        may grant (``acl.grantable_scopes``), else PermissionDeniedError naming the missing
+        ones; a caller whose token names scopes cannot issue one that names none (it would
+        have the role's full rights). ``expires_in_hours`` must lie in 1..max_expires_hours,
+        else InvalidRequestError.
         """
         if not 1 <= expires_in_hours <= self.max_expires_hours:
             raise InvalidRequestError(
@@ -333,8 +336,14 @@ class TokenIssuer:
                 resource="token",
             )
         scopes = _check_scopes(user.scopes if requested_scopes is None else requested_scopes)
-        not_granted = [scope for scope in scopes if scope not in user.scopes]
-        if not_granted and not user.is_admin:
+        if user.scopes and not scopes:
+            raise PermissionDeniedError(
+                "A token limited to scopes can only issue tokens limited to some of them",
+                resource="token",
+            )
+        grantable = grantable_scopes(user)
+        not_granted = [s for s in scopes if grantable is not None and s not in grantable]
+        if not_granted:
             raise PermissionDeniedError(
                 f"Requested scopes not granted to the caller: {', '.join(not_granted)}",
                 resource="token",

@@ -16,7 +16,7 @@ from bson import ObjectId
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.auth._ids import as_object_id
-from registry.auth.acl import Action, ServerLike, authorize_server
+from registry.auth.acl import Action, ServerLike, authorize_server, effective_role
 from registry.errors import AuthenticationError, PermissionDeniedError
 
 Role = Literal["admin", "user"]
@@ -71,6 +71,8 @@ class UserContext(BaseModel):
 
         ``sub`` wins over LibreChat's ``id``; ``role`` is case-insensitive and anything but
         admin means user; scopes come from ``scope`` (space-separated) and ``scopes`` (list).
+        A token that names scopes acts as an admin only with the ``admin`` scope
+        (``acl.effective_role``).
         """
         user_id = _first_text(claims, "sub", "id")
         if user_id is None:
@@ -82,9 +84,10 @@ class UserContext(BaseModel):
             if not isinstance(scope, str):
                 raise AuthenticationError("Malformed token claim: scope")
             scopes = scope.split() + scopes
+        claimed = "admin" if isinstance(role, str) and role.lower() == "admin" else "user"
         return cls(
             user_id=user_id,
-            role="admin" if isinstance(role, str) and role.lower() == "admin" else "user",
+            role=effective_role(claimed, scopes),
             username=_optional_text(claims, "username"),
             email=_optional_text(claims, "email"),
             groups=tuple(dict.fromkeys(_text_list(claims, "groups"))),

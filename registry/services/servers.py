@@ -23,7 +23,9 @@ from packages.models.tools import ExposureState, SyncTrigger
 from registry.auth import UserContext
 from registry.auth.acl import (
     SERVER_NOT_FOUND,
+    WRITE_SERVERS,
     Action,
+    authorize_scope,
     authorize_server_create,
     server_visibility_filter,
 )
@@ -459,8 +461,10 @@ async def get_server_tools(
     default_tool_exposure: ExposureState = "active",
 ) -> ServerTools:
     """The server's tools the caller may use, in MCP format, from the tool catalog; with
-    ``refresh`` re-discover first (which needs the refresh permission)."""
+    ``refresh`` re-discover first (which needs the refresh permission, and ``write:servers``
+    from a token that names scopes: the GET changes the server)."""
     if refresh:
+        authorize_scope(principal, WRITE_SERVERS)
         server, _ = await refresh_server(
             principal=principal,
             server_id=server_id,

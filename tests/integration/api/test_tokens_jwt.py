@@ -11,8 +11,8 @@ from tests.factories import make_caller
 
 GENERATE = "/api/v1/tokens/generate"
 REFRESH = "/api/v1/tokens/jwt/refresh"
-# Any authenticated route that takes a bearer access token.
-PROTECTED = "/api/v1/tokens"
+# Any authenticated route that takes a bearer access token (scopes: read:servers).
+PROTECTED = "/api/v1/servers"
 
 
 def _claims(token: str) -> dict[str, object]:
@@ -21,7 +21,9 @@ def _claims(token: str) -> dict[str, object]:
 
 
 async def test_generate_tokens_issues_working_pair(client: AsyncClient, settings: Settings) -> None:
-    caller = make_caller(settings, scopes=("read:servers", "write:servers", "admin:audit"))
+    # A caller whose token names no scopes (the external app's session) may request any
+    # non-admin API scope: the issued token is limited to them.
+    caller = make_caller(settings)
     body = {
         "requested_scopes": ["read:servers", "write:servers"],
         "expires_in_hours": 8,
@@ -44,12 +46,15 @@ async def test_generate_tokens_issues_working_pair(client: AsyncClient, settings
     assert int(str(access["exp"])) - int(str(access["iat"])) == 8 * 3600
     issued_headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert (await client.get(PROTECTED, headers=issued_headers)).status_code == 200
+    limited = await client.get("/api/v1/tokens", headers=issued_headers)
+    assert limited.status_code == 403
+    assert limited.json()["details"] == {"required_scope": "read:tokens"}
 
 
 async def test_generate_tokens_scope_not_granted_is_forbidden(
     client: AsyncClient, settings: Settings
 ) -> None:
-    caller = make_caller(settings, scopes=("read:servers",))
+    caller = make_caller(settings, scopes=("read:servers", "write:tokens"))
     body = {"requested_scopes": ["read:servers", "write:servers"], "expires_in_hours": 1}
 
     response = await client.post(GENERATE, json=body, headers=caller.headers)
@@ -90,14 +95,14 @@ async def test_generate_tokens_non_integer_hours_are_422(
 async def test_generate_tokens_defaults_to_callers_scopes_and_eight_hours(
     client: AsyncClient, settings: Settings
 ) -> None:
-    caller = make_caller(settings, scopes=("read:servers",))
+    caller = make_caller(settings, scopes=("read:servers", "write:tokens"))
 
     response = await client.post(GENERATE, json={}, headers=caller.headers)
     # Every field is optional, so is the body (it answered 422).
     without_body = await client.post(GENERATE, headers=caller.headers)
 
     assert response.status_code == 200
-    assert response.json()["tokens"]["scope"] == "read:servers"
+    assert response.json()["tokens"]["scope"] == "read:servers write:tokens"
     assert response.json()["tokens"]["expires_in"] == 8 * 3600
     assert without_body.status_code == 200
     assert without_body.json()["tokens"]["expires_in"] == 8 * 3600
@@ -120,7 +125,7 @@ async def test_refresh_token_is_rejected_as_access_token(
 async def test_refresh_jwt_returns_new_access_token(
     client: AsyncClient, settings: Settings
 ) -> None:
-    caller = make_caller(settings, scopes=("read:servers",))
+    caller = make_caller(settings, scopes=("read:servers", "write:tokens"))
     issued = (
         await client.post(GENERATE, json={"expires_in_hours": 2}, headers=caller.headers)
     ).json()["tokens"]
@@ -132,7 +137,7 @@ async def test_refresh_jwt_returns_new_access_token(
     assert tokens["access_token"] != issued["access_token"]
     assert tokens["refresh_token"] == issued["refresh_token"]
     assert tokens["expires_in"] == 2 * 3600
-    assert tokens["scope"] == "read:servers"
+    assert tokens["scope"] == "read:servers write:tokens"
     assert _claims(tokens["access_token"])["sub"] == caller.id
     new_headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert (await client.get(PROTECTED, headers=new_headers)).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import registry.auth
 
 EXPECTED = {
+    "API_SCOPES",
     "SHARED_SCOPES",
     "Action",
     "AuthConfigurationError",
@@ -16,6 +17,8 @@ EXPECTED = {
     "TokenType",
     "TokenVerifier",
     "UserContext",
+    "api_scope_for",
+    "authorize_scope",
     "authorize_server",
     "authorize_server_create",
     "authorize_token_manage",
