@@ -68,10 +68,9 @@ def test_from_claims_scoped_admin_token_acts_as_user() -> None:
 
 
 def test_grantable_scopes() -> None:
-    assert grantable_scopes(READER) == {"read:servers", "write:tokens"}
+    assert grantable_scopes(READER) == frozenset({"read:servers", "write:tokens"})
     assert grantable_scopes(ADMIN) is None
-    user_grants = grantable_scopes(UNSCOPED)
-    assert user_grants == set(API_SCOPES) - {"admin"}
+    assert grantable_scopes(UNSCOPED) == frozenset(API_SCOPES) - {"admin"}
 
 
 def _issuer() -> TokenIssuer:
