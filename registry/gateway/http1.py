@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import ssl
 import time
 from collections import deque
@@ -378,7 +379,12 @@ class _OriginPool:
             while idle:
                 connection = idle.pop()
                 transport = connection.transport
-                if not connection.closed and transport is not None and not transport.is_closing():
+                if (
+                    not connection.closed
+                    and transport is not None
+                    and not transport.is_closing()
+                    and not _peer_closed(transport)
+                ):
                     return connection
                 connection.close()
         target = self.target
@@ -450,6 +456,22 @@ class _OriginPool:
             self._sweep = asyncio.get_running_loop().call_later(
                 self.keepalive_seconds, self._sweep_idle
             )
+
+
+def _peer_closed(transport: asyncio.Transport) -> bool:
+    """Bytes are waiting on an idle connection: the upstream closed it (end of stream or
+    reset) and the event loop has not processed that yet, or it sent something unasked.
+
+    Either way it cannot carry a request. Without this check a call sent right after the
+    upstream went away fails as "closed the connection" on the dead connection instead of
+    finding out on a new one (urllib3 checks the same way before reusing a connection).
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class Http1Pool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -415,3 +417,46 @@ async def test_request_waits_for_a_free_connection_at_the_limit(
     assert waiting is True
     assert server.connections == 1
     assert len(server.requests) == 2
+
+
+async def test_request_skips_idle_connection_the_upstream_closed_unnoticed(
+    pool: Http1Pool,
+) -> None:
+    """A call sent right after an upstream died failed as "closed the connection" (the pool
+    reused the connection before the event loop saw its end) instead of finding out that
+    the upstream is gone; seen as a flaky test_killed_upstream_errors_marks_server_and_recovers.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/mcp"
+    release_first = threading.Event()
+    first_closed = threading.Event()
+
+    def serve() -> None:
+        for index in range(2):
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(answer(b'{"n":%d}' % index))
+                if index == 0:
+                    release_first.wait(5)
+            if index == 0:
+                first_closed.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        first = await pool.request("POST", url, headers={}, body=b"{}", timeout_seconds=5)
+        first_body = await first.read()
+        first.release()
+        release_first.set()
+        # Blocking the event loop on purpose: the upstream's end of the idle connection is
+        # now on the wire, but the loop has had no chance to process it.
+        assert first_closed.wait(5)
+        second = await pool.request("POST", url, headers={}, body=b"{}", timeout_seconds=5)
+        second_body = await second.read()
+        second.release()
+    finally:
+        listener.close()
+        thread.join(5)
+
+    assert (first_body, second_body) == (b'{"n":0}', b'{"n":1}')
