@@ -24,6 +24,7 @@ from structlog.testing import capture_logs
 from packages.database.connection import MongoClient
 from registry.config import Settings
 from registry.gateway.asgi import GatewayApp
+from registry.gateway.catalog import MAX_IN_IDS
 from registry.runtime import Runtime
 from registry.services import catalog_cache
 from tests.factories import Caller, make_caller
@@ -143,14 +144,17 @@ async def insert(
     return server_id
 
 
+@pytest.mark.parametrize("servers", [50, 100], ids=["in-ids", "scan"])
 async def test_combined_list_reads_servers_and_tools_once_whatever_their_number(
-    combined: Combined, mongo_client: MongoClient, db_name: str, settings: Settings
+    combined: Combined, mongo_client: MongoClient, db_name: str, settings: Settings, servers: int
 ) -> None:
     """With 1,000 servers a cold combined ``tools/list`` took 2-45 s: it resolved every
-    visible server and read its tools one by one (about two queries per server)."""
+    visible server and read its tools one by one (about two queries per server). Past
+    ``MAX_IN_IDS`` servers the tools query reads every exposed tool: the private server's
+    tools must still stay out."""
     tools = [f"tool{i}" for i in range(TOOLS_PER_SERVER)]
-    for i in range(SERVERS):
-        await insert(mongo_client, db_name, f"s{i:02d}", tools)
+    for i in range(servers):
+        await insert(mongo_client, db_name, f"s{i:03d}", tools)
     await insert(mongo_client, db_name, "off", tools, status="inactive")
     other = make_caller(settings)
     await insert(mongo_client, db_name, "theirs", tools, scope="private_user", author=other.id)
@@ -160,12 +164,14 @@ async def test_combined_list_reads_servers_and_tools_once_whatever_their_number(
 
     names = await combined.names(headers)
     cold = combined.commands.collections()
+    tools_query = combined.commands.finds[-1][1]
     combined.commands.finds.clear()
     again = await combined.names(headers)
     warm = combined.commands.collections()
 
-    assert names == {f"{tool}_mcp_s{i:02d}" for i in range(SERVERS) for tool in tools}
+    assert names == {f"{tool}_mcp_s{i:03d}" for i in range(servers) for tool in tools}
     assert cold == ["mcpservers", "tools"]
+    assert ("serverId" in tools_query) == (servers <= MAX_IN_IDS)
     assert again == names
     assert warm == []
 
