@@ -199,6 +199,35 @@ async def test_client_disconnect_cancels_upstream_call(
     assert events == ["started", "cancelled"]
 
 
+async def test_client_disconnect_on_combined_endpoint_cancels_upstream_call(
+    gateway_service: GatewayService,
+) -> None:
+    """The combined /mcp endpoint ran a call on to the end once its client had gone."""
+    with recording_upstream("streamable-http") as (upstream, events):
+        server_id = await gateway_service.add_server("recorder", upstream.url)
+        admin = gateway_service.admin.headers
+        async with httpx.AsyncClient(base_url=gateway_service.base_url, headers=admin) as api:
+            synced = await api.post(f"/api/v1/sync/servers/{server_id}")
+        assert synced.json()["outcome"] == "success", synced.text
+        combined = f"{gateway_service.base_url}/mcp"
+        headers = {**gateway_service.caller().headers, **ACCEPT}
+        async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+            init = await http.post(combined, json=INITIALIZE_REQUEST)
+            session_headers = {"mcp-session-id": init.headers["mcp-session-id"]}
+            pending = asyncio.create_task(
+                http.post(
+                    combined, json=call("long_task_mcp_recorder", {}), headers=session_headers
+                )
+            )
+            await wait_until(lambda: events == ["started"])
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+            await wait_until(lambda: events == ["started", "cancelled"], timeout=10)
+
+    assert events == ["started", "cancelled"]
+
+
 async def test_big_result_streams_through(
     gateway_service: GatewayService, upstream_factory: UpstreamFactory
 ) -> None:
