@@ -38,6 +38,7 @@ from registry.gateway.jsonrpc import (
     UPSTREAM_UNAVAILABLE,
     Message,
     RpcError,
+    id_key,
     is_jsonrpc,
     sse_event,
 )
@@ -207,7 +208,7 @@ class Relay:
                 outcome="invalid_response",
             )
         if tools_filter is not None:
-            body = await self._filtered_events(response, server, tools_filter)
+            body = await self._filtered_events(response, server, message, tools_filter)
             await send_bytes(
                 send,
                 status=response.status,
@@ -288,20 +289,30 @@ class Relay:
             raise translate(exc, server) from exc
 
     async def _filtered_events(
-        self, response: Response, server: ResolvedServer, tools_filter: ToolsFilter
+        self,
+        response: Response,
+        server: ResolvedServer,
+        message: Message,
+        tools_filter: ToolsFilter,
     ) -> bytes:
         parser = SseParser()
+        request = id_key(message.id)
         out: list[bytes] = []
+        answered = False
         try:
             while chunk := await response.read_chunk():
                 for event, data in parser.feed(chunk):
-                    if event == "message":
-                        out.append(sse_event(await checked_json(data, server, tools_filter)))
+                    if event != "message" or not data.strip():
+                        continue  # nothing to check or filter (e.g. a resumability priming event)
+                    parsed = parse_jsonrpc(data, server)
+                    if "method" not in parsed and id_key(parsed.get("id")) == request:
+                        answered = True
+                    out.append(sse_event(await filtered(parsed, data, tools_filter)))
         except (Http1Error, TimeoutError) as exc:
             raise translate(exc, server) from exc
         except ValueError as exc:
             raise _garbage(server) from exc
-        if not out:
+        if not answered:
             raise RpcError(
                 CONNECTION_CLOSED,
                 f"Upstream '{server.name}' ended the stream without answering",
@@ -322,12 +333,22 @@ async def checked_json(
     body: bytes, server: ResolvedServer, tools_filter: ToolsFilter | None
 ) -> bytes:
     """``body`` if it is a JSON-RPC 2.0 object; a ``tools/list`` result goes through the policy."""
+    return await filtered(parse_jsonrpc(body, server), body, tools_filter)
+
+
+def parse_jsonrpc(body: bytes, server: ResolvedServer) -> dict[str, Any]:
+    """``body`` parsed, if it is a JSON-RPC 2.0 object; RpcError (-32003) otherwise."""
     try:
         message = json.loads(body)
     except ValueError as exc:
         raise _garbage(server) from exc
     if not is_jsonrpc(message):
         raise _garbage(server)
+    return message
+
+
+async def filtered(message: dict[str, Any], body: bytes, tools_filter: ToolsFilter | None) -> bytes:
+    """``body`` (the serialized ``message``), its ``tools/list`` result filtered if asked."""
     if tools_filter is None:
         return body
     result = message.get("result")

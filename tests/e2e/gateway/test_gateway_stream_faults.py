@@ -38,9 +38,13 @@ def sse_messages(body: bytes) -> list[dict[str, Any]]:
 
 
 async def call_through(
-    service: GatewayService, fault: Fault, *, user_key: str | None = None
+    service: GatewayService,
+    fault: Fault,
+    *,
+    user_key: str | None = None,
+    message: dict[str, Any] = CALL,
 ) -> tuple[httpx.Response, list[tuple[str, str | None]]]:
-    """Open a session on a ``fault`` upstream, send one tools/call; the raw response.
+    """Open a session on a ``fault`` upstream, send one ``message``; the raw response.
 
     With ``user_key`` the server takes each user's own key, and the caller stores that one.
     """
@@ -60,7 +64,7 @@ async def call_through(
             init = await http.post(url, json=INITIALIZE_REQUEST)
             assert init.status_code == 200, init.text
             response = await http.post(
-                url, json=CALL, headers={"mcp-session-id": init.headers["mcp-session-id"]}
+                url, json=message, headers={"mcp-session-id": init.headers["mcp-session-id"]}
             )
         return response, upstream.requests
 
@@ -104,6 +108,27 @@ async def test_stream_ending_without_the_response_is_dropped(
         "message": "Upstream 'faulty-notification_then_end' ended the stream without answering",
     }
     assert calls("faulty-notification_then_end", "upstream_dropped") == before + 1
+
+
+async def test_tools_list_stream_without_the_response_is_dropped(
+    gateway_service: GatewayService,
+) -> None:
+    """Audit G2, ``tools/list`` (filtered by the policy, so read whole): any event counted as
+    the answer, so a lone notification was returned as the tool list."""
+    response, _ = await call_through(
+        gateway_service,
+        "notification_then_end",
+        message={"jsonrpc": "2.0", "id": 5, "method": "tools/list"},
+    )
+
+    assert response.json() == {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "error": {
+            "code": -32000,
+            "message": "Upstream 'faulty-notification_then_end' ended the stream without answering",
+        },
+    }
 
 
 async def test_garbage_event_is_an_invalid_response(gateway_service: GatewayService) -> None:
