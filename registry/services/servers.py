@@ -260,6 +260,8 @@ async def register_server(
             result = await collection().insert_one(document)
         except DuplicateKeyError as exc:
             raise conflict(exc) from exc
+    # A client that asked for /mcp/{name} before it existed must not be told 404 from cache.
+    catalog_cache.server_changed(result.inserted_id)
     name = fields["server_name"]
     server_id = str(result.inserted_id)
     await record_audit(

@@ -148,3 +148,42 @@ async def test_colliding_combined_names_neither_listed_nor_routed(
     assert refused.value.error.code == -32012
     assert after == before
     assert text_of(added.content[0]) == "5"
+
+
+async def test_registered_server_served_at_once_after_a_cached_miss(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    """A client that asked for /mcp/{name} before the server existed got 404 from the
+    gateway's cache for up to 5 s after the server was registered."""
+    svc = gateway_service
+    upstream = upstream_factory(name="fresh")
+    user = svc.caller()
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+    before = await raw_post(svc.url("fresh"), user, initialize)
+
+    registered = await api(
+        svc,
+        "POST",
+        "/api/v1/servers",
+        json={
+            "serverName": "fresh",
+            "type": "streamable-http",
+            "url": upstream.url,
+            "scope": "shared_app",
+        },
+    )
+    async with mcp_client(svc.url("fresh"), user) as session:
+        tools = await session.list_tools()
+
+    assert before.status_code == 404
+    assert registered.status_code == 201, registered.text
+    assert {tool.name for tool in tools.tools} == set(DEFAULT_TOOLS)
