@@ -3,7 +3,8 @@
 A verified token is remembered by the SHA-256 of its text until its ``exp`` (bounded LRU), so a
 client sending the same token on every call pays one signature check. A token that failed is
 not cached: its error is recomputed, which keeps a flood of bad tokens as expensive for the
-client as for us, but never lets one through.
+client as for us, but never lets one through. A token that names scopes must name
+``use:gateway`` (``acl.authorize_scope``; docs/credentials.md, "Scopes").
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 
 from cachetools import LRUCache
 
-from registry.auth import TokenVerifier, UserContext
+from registry.auth import TokenVerifier, UserContext, authorize_scope
+from registry.auth.acl import USE_GATEWAY
 from registry.errors import AuthenticationError
 
 MAX_CACHED_TOKENS = 10_000
@@ -25,7 +27,9 @@ class PrincipalCache:
         self._cache: LRUCache[bytes, tuple[UserContext, float]] = LRUCache(maxsize=maxsize)
 
     def authenticate(self, authorization: bytes | None) -> UserContext:
-        """The caller named by an ``Authorization: Bearer`` header value; AuthenticationError."""
+        """The caller named by an ``Authorization: Bearer`` header value, if its token may use
+        the gateway: AuthenticationError, or PermissionDeniedError for a token whose scopes
+        leave out ``use:gateway``."""
         if not authorization:
             raise AuthenticationError("Missing bearer token")
         scheme, _, token = authorization.partition(b" ")
@@ -38,6 +42,7 @@ class PrincipalCache:
         if cached is not None:
             user, expires_at = cached
             if now < expires_at:
+                authorize_scope(user, USE_GATEWAY)
                 return user
             del self._cache[key]
         try:
@@ -47,4 +52,5 @@ class PrincipalCache:
         claims = self._verifier.decode(text)
         user = UserContext.from_claims(claims)
         self._cache[key] = (user, float(claims["exp"]))
+        authorize_scope(user, USE_GATEWAY)
         return user

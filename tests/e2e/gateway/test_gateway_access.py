@@ -11,7 +11,7 @@ from mcp.shared.exceptions import MCPError
 
 from registry.gateway import policy
 from tests.e2e.gateway.conftest import GatewayService, mcp_client
-from tests.factories import Caller
+from tests.factories import Caller, make_caller
 from tests.support.fixtures import UpstreamFactory
 from tests.support.mcp_messages import ACCEPT, raw_initialize, text_of
 
@@ -89,6 +89,33 @@ async def test_toggled_off_server_is_forbidden(
         "it can be used"
     )
     assert upstream.requests_seen == []
+
+
+async def test_token_scopes_must_include_the_gateway(
+    gateway_service: GatewayService, upstream_factory: UpstreamFactory
+) -> None:
+    """A token narrowed to read:servers could still call every tool through the gateway."""
+    upstream = upstream_factory()
+    await gateway_service.add_server("scoped", upstream.url)
+    settings = gateway_service.settings
+    reader = make_caller(settings, scopes=("read:servers",))
+    user = make_caller(settings, scopes=("read:servers", "use:gateway"))
+    combined = f"{gateway_service.base_url}/mcp"
+
+    direct_denied = await raw_initialize(gateway_service.url("scoped"), reader.headers)
+    combined_denied = await raw_initialize(combined, reader.headers)
+    reached_while_denied = list(upstream.requests_seen)
+    async with mcp_client(gateway_service.url("scoped"), user) as session:
+        echoed = await session.call_tool("echo", {"text": "scoped"})
+
+    for denied in (direct_denied, combined_denied):
+        assert denied.status_code == 403
+        assert denied.json()["error"] == "forbidden"
+        assert denied.json()["message"] == (
+            "This token's scopes (read:servers) do not include use:gateway"
+        )
+    assert reached_while_denied == []
+    assert text_of(echoed.content[0]) == "scoped"
 
 
 async def test_unknown_session_is_not_found(
