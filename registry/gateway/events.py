@@ -14,10 +14,7 @@ they run in background tasks, off the caller's response path. ``status`` only mo
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,13 +22,13 @@ import structlog
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
+from registry.gateway.background import BackgroundTasks
 from registry.gateway.connection_state import ConnectionState, ConnectionStateStore
 from registry.gateway.lookup import COLLECTION, ResolvedServer
 
 log = structlog.get_logger("registry.gateway")
 
 FAILURE_WRITE_INTERVAL_SECONDS = 1.0
-DRAIN_TIMEOUT_SECONDS = 5.0
 
 
 class ServerEvents:
@@ -46,7 +43,7 @@ class ServerEvents:
         self.states = states
         self._threshold = error_threshold
         self._last_failure_write: dict[str, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._writes = BackgroundTasks(kind="connection_event")
 
     def connecting(self, server: ResolvedServer, *, user_id: str | None) -> None:
         self.states.set(
@@ -64,7 +61,7 @@ class ServerEvents:
             server.id, user_id=user_id, config_version=server.config_version
         )
         if reconnected or connect:
-            self._spawn(self._write_connected(server))
+            self._writes.spawn(self._write_connected(server))
 
     def failed(
         self, server: ResolvedServer, *, user_id: str | None, message: str, persist: bool = True
@@ -84,20 +81,11 @@ class ServerEvents:
         ):
             return
         self._last_failure_write[server.id] = now
-        self._spawn(self._write_failed(server, message=message, mark_error=reached))
+        self._writes.spawn(self._write_failed(server, message=message, mark_error=reached))
 
     async def drain(self) -> None:
         """Wait (bounded) for pending writes; used at shutdown and by tests."""
-        if self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*self._tasks, return_exceptions=True), DRAIN_TIMEOUT_SECONDS
-                )
-
-    def _spawn(self, write: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(write)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        await self._writes.drain()
 
     async def _write_connected(self, server: ResolvedServer) -> None:
         oid = ObjectId(server.id)

@@ -27,6 +27,7 @@ from registry.errors import (
     UpstreamError,
 )
 from registry.gateway import policy, teardown
+from registry.gateway.background import BackgroundTasks
 from registry.gateway.bridged import exchange_bridged
 from registry.gateway.credentials import CredentialResolver
 from registry.gateway.events import ServerEvents
@@ -78,7 +79,7 @@ class Gateway:
         self.streams = StreamRelay(relay=relay, on_tools_changed=self.tools_changed)
         sessions.on_close = self.session_closed
         self.closing = False
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks(kind="gateway")
 
     # -- entry -----------------------------------------------------------------------------
 
@@ -263,27 +264,14 @@ class Gateway:
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background (kept referenced; cancelled at shutdown)."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            # A task boundary: log once (an unexpected failure, e.g. the database).
-            log.warning("gateway_background_task_failed", error=type(exc).__name__)
+        self._background.spawn(work)
 
     async def close(self) -> None:
         """Shutdown: forget every session (the upstream ones are left to expire), then give
         pending background work a moment before cancelling it."""
         self.closing = True
         self.sessions.clear()
-        pending = set(self._background)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=BACKGROUND_GRACE_SECONDS)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        await self._background.drain(grace_seconds=BACKGROUND_GRACE_SECONDS)
 
     # -- POST: one JSON-RPC message ------------------------------------------------------------
 

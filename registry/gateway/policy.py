@@ -18,11 +18,10 @@ once per tool version, a schema compilation.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +30,7 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from registry.auth import UserContext
+from registry.gateway.background import BackgroundTasks
 from registry.gateway.catalog import CatalogTool, ToolCatalog
 from registry.gateway.jsonrpc import RpcError
 from registry.gateway.lookup import ResolvedServer
@@ -133,7 +133,7 @@ class ToolPolicy:
         self._audit = database[AUDIT_COLLECTION]
         self._request_sync = request_sync
         self._last_request: dict[str, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._audits = BackgroundTasks(kind="destructive_call_audit")
 
     async def filter_tools(
         self, *, user: UserContext, server: ResolvedServer, tools: list[dict[str, Any]]
@@ -194,7 +194,7 @@ class ToolPolicy:
             log.warning(
                 "destructive_tool_called", user_id=user.user_id, server=server.name, tool=tool
             )
-            self._spawn(self._audit_destructive(user, server, entry))
+            self._audits.spawn(self._audit_destructive(user, server, entry))
 
     def tools_changed(self, server: ResolvedServer, *, reason: str) -> None:
         """The upstream's tools changed: request a prompt sync of ``server``'s catalog.
@@ -215,13 +215,8 @@ class ToolPolicy:
         request(server.id, "list_changed")
 
     async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _spawn(self, write: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(write)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Wait (bounded) for pending audit writes; used at shutdown and by tests."""
+        await self._audits.drain()
 
     async def _audit_destructive(
         self, user: UserContext, server: ResolvedServer, tool: CatalogTool
