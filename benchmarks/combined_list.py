@@ -29,18 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._service import register, registry_process  # noqa: E402
 from registry.auth import TokenIssuer, UserContext  # noqa: E402
 from tests.support import DEFAULT_TOOLS, UpstreamSpec, start_upstream_process  # noqa: E402
 from tests.support.process import free_port  # noqa: E402
@@ -56,33 +53,6 @@ CLOSED_URL = "http://127.0.0.1:9/mcp"
 CACHE_EXPIRY_SECONDS = 6.0
 WARM_LISTS = 10
 WARM_CALLS = 20
-
-
-@contextlib.contextmanager
-def registry_process(port: int, env: dict[str, str], log_path: Path) -> Iterator[None]:
-    """``mcp-registry serve`` in its own process until the block ends."""
-    command = [sys.executable, "-m", "registry.cli", "serve", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                with (
-                    contextlib.suppress(OSError),
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response,
-                ):
-                    if response.status == 200:
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the service did not come up")
-                time.sleep(0.1)
-            yield
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def database_uri(log_path: Path) -> tuple[str, str]:
@@ -159,25 +129,6 @@ def insert_servers(
         if catalog:
             client[database]["tools"].insert_many(catalog)
     return count * tools, (count - private) * tools
-
-
-def register(base_url: str, headers: dict[str, str], upstream_url: str) -> None:
-    body = json.dumps(
-        {
-            "serverName": "bench",
-            "type": "streamable-http",
-            "url": upstream_url,
-            "scope": "shared_app",
-        }
-    ).encode()
-    request = urllib.request.Request(  # noqa: S310 - loopback
-        f"{base_url}/api/v1/servers",
-        data=body,
-        headers={**headers, "content-type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback
-        assert response.status == 201, response.status
 
 
 def sync_runs(uri: str, database: str) -> int:

@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import socket
 import statistics
 import subprocess
@@ -48,8 +47,10 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._service import register, registry_process  # noqa: E402
 from registry.auth import TokenIssuer, UserContext  # noqa: E402
 from tests.support import UpstreamSpec, start_upstream_process  # noqa: E402
+from tests.support.process import free_port  # noqa: E402
 
 PROTOCOL = "2025-11-25"
 
@@ -224,31 +225,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=1) as response,  # noqa: S310 - loopback
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
 @contextlib.contextmanager
-def registry_process(
-    port: int, env: dict[str, str], log_path: Path, profile: str | None = None
+def profiled_registry(
+    port: int, env: dict[str, str], log_path: Path, profile: str | None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "registry.cli", "serve", "--port", str(port)]
+    """The service, under cProfile (written to ``profile``) when one is asked for."""
+    command = None
     if profile:
         code = (
             # uvicorn re-raises SIGTERM after its graceful shutdown; ignore that so the
@@ -259,43 +241,8 @@ def registry_process(
             f"p.dump_stats({profile!r}); sys.exit(rc)"
         )
         command = [sys.executable, "-c", code]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_http(f"http://127.0.0.1:{port}/ready")
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def register(base_url: str, admin_headers: dict[str, str], upstream_url: str) -> str:
-    body = json.dumps(
-        {
-            "serverName": "bench",
-            "type": "streamable-http",
-            "url": upstream_url,
-            "scope": "shared_app",
-        }
-    ).encode()
-    request = urllib.request.Request(  # noqa: S310 - loopback
-        f"{base_url}/api/v1/servers",
-        data=body,
-        headers={**admin_headers, "content-type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
-        assert response.status == 201, response.status
-        return str(json.loads(response.read())["path"])
+    with registry_process(port, env, log_path, command) as process:
+        yield process
 
 
 def insert_server(log_path: Path, upstream_url: str, author: str) -> str:
@@ -434,10 +381,11 @@ def _run(args: argparse.Namespace, jwt_secret: str, tmp: str) -> int:
         base_url = f"http://127.0.0.1:{port}"
         with (
             start_upstream_process(UpstreamSpec(name="bench")) as upstream,
-            registry_process(port, env, Path(tmp) / "registry.log", args.profile) as service,
+            profiled_registry(port, env, Path(tmp) / "registry.log", args.profile) as service,
         ):
             try:
-                path = register(base_url, {"authorization": f"Bearer {admin_token}"}, upstream.url)
+                headers = {"authorization": f"Bearer {admin_token}"}
+                path = str(register(base_url, headers, upstream.url, timeout=30)["path"])
             except urllib.error.HTTPError as exc:
                 # Only while the servers API is unfinished: say so loudly, then insert the
                 # document it would have written.

@@ -117,15 +117,7 @@ class Gateway:
                     await send_rpc_error(
                         send, request_id=None, code=exc.code, message=exc.message, status=400
                     )
-                    self._record(
-                        user_id=user.user_id,
-                        server_name=usable.name,
-                        server=usable,
-                        method=method,
-                        tool=None,
-                        outcome=exc.outcome,
-                        started=started,
-                    )
+                    self._record_served(user, usable, method, exc.outcome, started)
                     return
                 session = None
                 if message.method != "initialize":
@@ -147,15 +139,7 @@ class Gateway:
                 outcome = await self.streams.get(
                     scope, receive, send, headers, session, usable, upstream_headers
                 )
-                self._record(
-                    user_id=user.user_id,
-                    server_name=usable.name,
-                    server=usable,
-                    method=method,
-                    tool=None,
-                    outcome=outcome,
-                    started=started,
-                )
+                self._record_served(user, usable, method, outcome, started)
             else:
                 await send_bytes(
                     send,
@@ -163,15 +147,7 @@ class Gateway:
                     body=b'{"error":"method_not_allowed","message":"Use POST, GET or DELETE"}',
                     headers=[(b"allow", b"GET, POST, DELETE")],
                 )
-                self._record(
-                    user_id=user.user_id,
-                    server_name=usable.name,
-                    server=usable,
-                    method=method,
-                    tool=None,
-                    outcome="method_not_allowed",
-                    started=started,
-                )
+                self._record_served(user, usable, method, "method_not_allowed", started)
         except RegistryError as exc:
             request_id = scope.get("state", {}).get("request_id")
             await send_api_error(
@@ -438,6 +414,20 @@ class Gateway:
             server=server,
             method=message.method if message.method is not None else "response",
             tool=message.tool,
+            outcome=outcome,
+            started=started,
+        )
+
+    def _record_served(
+        self, user: UserContext, server: ResolvedServer, method: str, outcome: str, started: float
+    ) -> None:
+        """``_record`` for a request answered without a tool call on a server it may use."""
+        self._record(
+            user_id=user.user_id,
+            server_name=server.name,
+            server=server,
+            method=method,
+            tool=None,
             outcome=outcome,
             started=started,
         )
