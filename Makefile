@@ -19,7 +19,9 @@ run: install
 	$(BIN)/mcp-registry serve
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --cov --cov-report=
+	$(BIN)/coverage report --include='registry/auth/*' --fail-under=100 > /dev/null \
+		|| { $(BIN)/coverage report --include='registry/auth/*' --show-missing; exit 1; }
 
 lint: install
 	$(BIN)/ruff check .
