@@ -73,3 +73,19 @@ def register(
         assert response.status == 201, response.status
         created: dict[str, Any] = json.loads(response.read())
         return created
+
+
+def database_uri(log_path: Path) -> tuple[str, str]:
+    """The embedded database's URI and the database name, from the service's JSON log."""
+    uri = database = None
+    for line in log_path.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        if event.get("event") == "embedded_database_started":
+            uri = event["uri"]
+        elif event.get("event") == "service_started":
+            database = event["database"]
+    if uri is None or database is None:
+        raise RuntimeError("the service did not log its embedded database")
+    return uri, database

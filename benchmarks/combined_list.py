@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import statistics
@@ -44,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._service import register, registry_process  # noqa: E402
+from benchmarks._service import database_uri, register, registry_process  # noqa: E402
 from registry.auth import TokenIssuer, UserContext  # noqa: E402
 from tests.support import DEFAULT_TOOLS, UpstreamSpec, start_upstream_process  # noqa: E402
 from tests.support.process import free_port  # noqa: E402
@@ -53,22 +52,6 @@ CLOSED_URL = "http://127.0.0.1:9/mcp"
 CACHE_EXPIRY_SECONDS = 6.0
 WARM_LISTS = 10
 WARM_CALLS = 20
-
-
-def database_uri(log_path: Path) -> tuple[str, str]:
-    """The embedded database's URI and the database name, from the service's JSON log."""
-    uri = database = None
-    for line in log_path.read_text().splitlines():
-        if not line.startswith("{"):
-            continue
-        event = json.loads(line)
-        if event.get("event") == "embedded_database_started":
-            uri = event["uri"]
-        elif event.get("event") == "service_started":
-            database = event["database"]
-    if uri is None or database is None:
-        raise RuntimeError("the service did not log its embedded database")
-    return uri, database
 
 
 def insert_servers(

@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._service import register, registry_process  # noqa: E402
+from benchmarks._service import database_uri, register, registry_process  # noqa: E402
 from registry.auth import TokenIssuer, UserContext  # noqa: E402
 from tests.support import UpstreamSpec, start_upstream_process  # noqa: E402
 from tests.support.process import free_port  # noqa: E402
@@ -251,14 +251,10 @@ def insert_server(log_path: Path, upstream_url: str, author: str) -> str:
     from bson import ObjectId
     from pymongo import MongoClient
 
-    uri = next(
-        json.loads(line)["uri"]
-        for line in log_path.read_text().splitlines()
-        if line.startswith("{") and json.loads(line).get("event") == "embedded_database_started"
-    )
+    uri, database = database_uri(log_path)
     now = datetime.now(UTC)
     with MongoClient[dict[str, Any]](uri) as client:
-        client["jarvis"]["mcpservers"].insert_one(
+        client[database]["mcpservers"].insert_one(
             {
                 "serverName": "bench",
                 "config": {"type": "streamable-http", "url": upstream_url, "requiresOAuth": False},

@@ -9,13 +9,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
 from packages.database.embedded import EmbeddedDatabaseError
 from registry.bootstrap import (
     ConfigurationError,
     check_startup,
-    describe_invalid_settings,
     load_settings,
 )
 
@@ -154,12 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = args.handler
     try:
         result: int = handler(args)
-    except ConfigurationError as exc:
+    except (ConfigurationError, EmbeddedDatabaseError) as exc:
         return _refuse(exc)
-    except ValidationError as exc:  # a subcommand that read the settings itself
-        if exc.title != "Settings":
-            raise
-        return _refuse(ConfigurationError(describe_invalid_settings(exc)))
     return result
 
 

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from packages.database.embedded import EmbeddedDatabaseError
 from registry.bootstrap import ConfigurationError, load_settings, resolve_settings
 from registry.cli import _EXTRA_COMMANDS
 from registry.config import Settings
@@ -76,9 +75,6 @@ def _handle(args: argparse.Namespace) -> int:
         )
     except (InvalidRequestError, ConfigurationError) as exc:
         sys.stderr.write(f"mcp-registry import-servers: {exc}\n")
-        return 2
-    except EmbeddedDatabaseError as exc:
-        sys.stderr.write(f"mcp-registry import-servers: cannot open the database: {exc}\n")
         return 2
 
 

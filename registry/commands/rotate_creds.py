@@ -7,8 +7,9 @@ values) from the current ``CREDS_KEY``/``CREDS_IV`` to the new key, in batches, 
 instead of the command line.
 
 Prints the report as JSON. Exit status: 0 when every value is under the new key, 1 when some
-values could not be decrypted (listed by document id and field) or the run did not complete,
-2 on a usage or configuration error or when the database cannot be opened.
+values could not be decrypted (listed by document id and field), the run did not complete or
+the embedded database could not start, 2 on a usage or configuration error (a data directory
+another process holds included).
 
 Ctrl-C (SIGINT) or SIGTERM stops the run after the batch in progress: the report shows what
 was done with ``"complete": false``, and running the command again finishes the job.
@@ -23,7 +24,6 @@ import signal
 import sys
 from typing import Any, TextIO
 
-from packages.database.embedded import EmbeddedDatabaseError
 from packages.database.encryption import EncryptionService, InvalidKeyError
 from registry.bootstrap import ConfigurationError, load_settings, resolve_settings
 from registry.cli import _EXTRA_COMMANDS
@@ -115,9 +115,6 @@ def _handle(args: argparse.Namespace) -> int:
     except (ConfigurationError, ValueError) as exc:
         # Messages name the option or variable, never a key.
         sys.stderr.write(f"mcp-registry rotate-creds: {exc}\n")
-        return 2
-    except EmbeddedDatabaseError as exc:
-        sys.stderr.write(f"mcp-registry rotate-creds: cannot open the database: {exc}\n")
         return 2
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -163,15 +163,30 @@ class _ToolSync:
             )
             if existing is None:  # inserted and deleted in between: nothing sensible to do
                 return
+
+        async def update(current: Mapping[str, Any]) -> bool:
+            return await self._update(tool, current) is not None
+
+        await self._until_applied(existing, update, still_due={})
+
+    async def _until_applied(
+        self,
+        existing: Mapping[str, Any],
+        attempt: Callable[[Mapping[str, Any]], Awaitable[bool]],
+        *,
+        still_due: Mapping[str, Any],
+    ) -> bool:
+        """Run ``attempt`` (a compare-and-set on the tool's ``updatedAt``) until it applies,
+        re-reading the tool after each lost race; False once the tool no longer matches
+        ``still_due`` (or is gone). Raises RegistryError when it keeps losing."""
         for _ in range(_CAS_ATTEMPTS):
-            outcome = await self._update(tool, existing)
-            if outcome is not None:
-                return
-            reloaded = await self.collection.find_one({"_id": existing["_id"]})
+            if await attempt(existing):
+                return True
+            reloaded = await self.collection.find_one({**still_due, "_id": existing["_id"]})
             if reloaded is None:
-                return
+                return False
             existing = reloaded
-        raise RegistryError(f"Tool {tool.name!r} kept changing during synchronisation")
+        raise RegistryError(f"Tool {existing['name']!r} kept changing during synchronisation")
 
     async def _insert(self, tool: DiscoveredTool) -> bool:
         definition = _definition(tool)
@@ -259,29 +274,29 @@ class _ToolSync:
         A compare-and-set on ``updatedAt``, like every tool change: a client holding the
         tool's earlier ``updatedAt`` gets 409 afterwards, and the history shows the change.
         """
-        for _ in range(_CAS_ATTEMPTS):
+
+        async def mark(current: Mapping[str, Any]) -> bool:
             stored = await self.collection.find_one_and_update(
-                {**gone, "_id": existing["_id"], "updatedAt": existing.get("updatedAt")},
+                {**gone, "_id": current["_id"], "updatedAt": current.get("updatedAt")},
                 {
                     "$set": {
                         "registrationState": "stale",
                         "lastSyncedAt": self.now,
-                        "updatedAt": next_updated_at(existing.get("updatedAt")),
+                        "updatedAt": next_updated_at(current.get("updatedAt")),
                     },
                     "$inc": {"version": 1},
                 },
                 return_document=ReturnDocument.AFTER,
             )
-            if stored is not None:
-                await record_version(
-                    document=stored, changed_by=self.actor_id, reason="stale", at=self.now
-                )
-                return True
-            reloaded = await self.collection.find_one({**gone, "_id": existing["_id"]})
-            if reloaded is None:  # deleted, already stale or listed again meanwhile
+            if stored is None:
                 return False
-            existing = reloaded
-        raise RegistryError(f"Tool {existing['name']!r} kept changing during synchronisation")
+            await record_version(
+                document=stored, changed_by=self.actor_id, reason="stale", at=self.now
+            )
+            return True
+
+        # Not due any more when deleted, already stale or listed again meanwhile.
+        return await self._until_applied(existing, mark, still_due=gone)
 
     async def finish(self, listed: Sequence[str]) -> None:
         if self.unchanged:

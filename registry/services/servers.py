@@ -327,11 +327,7 @@ async def update_server(
     # serving what it cached (a server switched off by PATCH is refused at once).
     catalog_cache.server_changed(oid)
     if "status" in fields:
-        # As a toggle: a disabled server exposes no tools; enabling it restores them.
-        await refresh_server_exposure(server_id=oid)
-        latest = await collection().find_one({"_id": oid})
-        if latest is not None:
-            after = dict(latest)
+        after = await _expose_for_status(oid, after)
     if CONNECTION_FIELDS.intersection(fields):
         states.forget_server(server_id)
     await _record_mutation(
@@ -372,6 +368,14 @@ async def delete_server(
     log.info("server_deleted", server_id=server_id, server_name=before.get("serverName"))
 
 
+async def _expose_for_status(oid: ObjectId, after: dict[str, Any]) -> dict[str, Any]:
+    """Recompute the exposed tools after a status change (a disabled server exposes none,
+    enabling it restores them); the stored document afterwards (``after`` if it is gone)."""
+    await refresh_server_exposure(server_id=oid)
+    latest = await collection().find_one({"_id": oid})
+    return dict(latest) if latest is not None else after
+
+
 async def toggle_server(*, principal: UserContext, server_id: str, enabled: bool) -> MCPServer:
     """Switch a server on (``status: active``) or off (``status: inactive``)."""
     status = "active" if enabled else "inactive"
@@ -386,11 +390,7 @@ async def toggle_server(*, principal: UserContext, server_id: str, enabled: bool
         )
     # Before anything else: the gateway of this process must stop (or start) serving it now.
     catalog_cache.server_changed(oid)
-    # A disabled server exposes no tools; enabling it again restores its exposed tools.
-    await refresh_server_exposure(server_id=oid)
-    latest = await collection().find_one({"_id": oid})
-    if latest is not None:
-        after = dict(latest)
+    after = await _expose_for_status(oid, after)
     await _record_mutation(
         "toggle",
         server_id=server_id,

@@ -103,6 +103,7 @@ async def refresh_token(
         )
     if updated is None:
         raise NotFoundError(TOKEN_NOT_FOUND, resource=ENTITY, resource_id=token_id)
+    credential_changed(updated)  # at once after the write, whatever follows
     stored = as_stored(updated)
     await record_audit(
         action="refresh",
@@ -112,7 +113,6 @@ async def refresh_token(
         after={**audit_view(stored), "refresh_token_id": refresh_id},
     )
     log.info("token_refreshed", token_id=stored.id, refresh_token_id=refresh_id)
-    credential_changed(updated)
     return RefreshedToken(token=stored, updated_at=now, refresh_token_id=refresh_id)
 
 

@@ -257,6 +257,8 @@ async def store_token(
             return_document=ReturnDocument.AFTER,
         )
     assert doc is not None  # upsert=True always returns the document
+    # At once after the write: the old value must not be served even if what follows fails.
+    credential_changed(doc)
     stored = as_stored(doc)
     replaced = doc["_id"] != new_id
     await record_audit(
@@ -267,7 +269,6 @@ async def store_token(
         after=audit_view(stored),
     )
     log.info("token_stored", token_id=stored.id, type=stored.type, replaced=replaced)
-    credential_changed(doc)
     return stored
 
 
@@ -349,6 +350,7 @@ async def delete_token(*, user: UserContext, token_id: str) -> None:
     doc = await tokens_collection().find_one_and_delete(query, projection={"token": False})
     if doc is None:
         raise NotFoundError("Token not found", resource=ENTITY, resource_id=token_id)
+    credential_changed(doc)  # at once after the write, whatever follows
     try:
         before = audit_view(as_stored(doc))
     except IncompatibleDocumentError:  # deleting a broken record is how it gets fixed
@@ -357,7 +359,6 @@ async def delete_token(*, user: UserContext, token_id: str) -> None:
         action="delete", entity_type=ENTITY, entity_id=token_id, actor=user, before=before
     )
     log.info("token_deleted", token_id=token_id, owner_id=str(doc["userId"]))
-    credential_changed(doc)
 
 
 def credential_changed(doc: dict[str, Any]) -> None:
