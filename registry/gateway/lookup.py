@@ -282,13 +282,6 @@ class ServerLookup:
             self._cache[name] = (server, time.monotonic())
         return server
 
-    def invalidate(self, name: str | None = None) -> None:
-        """Forget one cached server (by gateway name) or all of them."""
-        if name is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(name, None)
-
     def subscribe(self, subscriber: Callable[[str | None], None]) -> None:
         """Call ``subscriber(server_id)`` whenever ``forget_server`` runs."""
         self._subscribers.append(subscriber)
