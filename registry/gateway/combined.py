@@ -3,8 +3,9 @@
 Design 000's "mega / combined MCP server". Tools are named ``{tool}_mcp_{serverName}`` (the
 external app's convention). The endpoint answers ``initialize``, ``ping`` and ``tools/list``
 itself, from the catalog (no upstream call); a ``tools/call`` is renamed back to the upstream's
-tool name and relayed through ``Gateway.exchange`` — the same credential, policy and relay path
-as ``/mcp/{server}`` — on an upstream session opened lazily per (combined session, server).
+tool name and relayed through ``Gateway.watched_exchange`` — the same disconnect handling,
+credential, policy and relay path as ``/mcp/{server}`` — on an upstream session opened lazily
+per (combined session, server).
 Tool lists never include tools of servers the caller cannot see (``acl.server_visibility_filter``
 in the query; ``Gateway.authorize`` again when a call is routed) or that its role/groups may
 not use (``tool_allowed_for``). A list costs two cached queries whatever the number of servers
@@ -46,7 +47,6 @@ from registry.gateway.lookup import COLLECTION, ResolvedServer, gateway_name_for
 from registry.gateway.responses import SESSION_HEADER, send_api_error, send_bytes, send_rpc_error
 from registry.gateway.sessions import GatewaySession, new_session_id
 from registry.gateway.upstream import transport_for
-from registry.gateway.watch import DisconnectWatch
 
 log = structlog.get_logger("registry.gateway")
 
@@ -374,40 +374,18 @@ class CombinedServer:
         body = dict(message.body)
         body["params"] = {**body["params"], "name": route.tool.name}
         raw = json.dumps(body, separators=(",", ":")).encode()
-        upstream_message = parse_message(raw)
-        gw = self.gateway
-        started = time.perf_counter()
-        outcome = "ok"
-        upstream: GatewaySession | None = None
-        watch = DisconnectWatch(receive, send)
-        send = watch.send
-        try:
-            try:
-                upstream = await self._upstream_session(session, server, user)
-                outcome = await gw.exchange(
-                    send=send,
-                    headers={b"accept": headers.get(b"accept", _INIT_ACCEPT[b"accept"])},
-                    user=user,
-                    server=server,
-                    message=upstream_message,
-                    body=raw,
-                    session=upstream,
-                )
-            except RpcError as exc:
-                outcome = exc.outcome
-                gw.account_failure(exc, server, user)
-                await send_rpc_error(
-                    send, request_id=message.id, code=exc.code, message=exc.message
-                )
-        except asyncio.CancelledError:
-            if not watch.fired:
-                raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # always in a task
-            outcome = "client_disconnected"
-            gw.client_gone(server=server, user=user, session=upstream, message=upstream_message)
-        finally:
-            watch.stop()
-            gw._observe(user, server, upstream_message, outcome, started)
+        await self.gateway.watched_exchange(
+            receive,
+            send,
+            user=user,
+            server=server,
+            message=parse_message(raw),
+            body=raw,
+            headers={b"accept": headers.get(b"accept", _INIT_ACCEPT[b"accept"])},
+            session=None,
+            started=time.perf_counter(),
+            open_session=lambda: self._upstream_session(session, server, user),
+        )
 
     async def _resolve(self, user: UserContext, visible: VisibleServer) -> ResolvedServer | None:
         """The routed server's connection and credentials (the gateway's cached lookup and its

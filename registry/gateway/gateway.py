@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -122,7 +122,7 @@ class Gateway:
                 session = None
                 if message.method != "initialize":
                     session = self.session_for(headers, user, usable)
-                await self.post(
+                await self.watched_exchange(
                     receive,
                     send,
                     user=user,
@@ -251,7 +251,7 @@ class Gateway:
 
     # -- POST: one JSON-RPC message ------------------------------------------------------------
 
-    async def post(
+    async def watched_exchange(
         self,
         receive: Receive,
         send: Send,
@@ -263,13 +263,24 @@ class Gateway:
         headers: dict[bytes, bytes],
         session: GatewaySession | None,
         started: float,
+        open_session: Callable[[], Awaitable[GatewaySession]] | None = None,
     ) -> None:
+        """Relay one client message (``exchange``) and answer it, recorded as one call.
+
+        A request runs under a ``DisconnectWatch``: a client that goes away cancels it here and
+        upstream (``client_gone``). A failure is answered as a JSON-RPC error (HTTP 502 for a
+        message without id, which has no response to carry it) and counted against the server.
+        ``open_session``, when given, supplies the upstream session inside the watch (the
+        combined endpoint opens one lazily per server), instead of ``session``.
+        """
         outcome = "ok"
         watch = DisconnectWatch(receive, send) if message.is_request else None
         if watch is not None:
             send = watch.send
         try:
             try:
+                if open_session is not None:
+                    session = await open_session()
                 outcome = await self.exchange(
                     send=send,
                     headers=headers,
