@@ -86,19 +86,21 @@ def translate(exc: BaseException, server: ResolvedServer) -> RpcError:
     )
 
 
-def status_error(status: int, server: ResolvedServer, *, user_credential: bool) -> RpcError:
+def status_error(status: int, server_name: str, *, user_credential: bool) -> RpcError:
+    """The client-facing error for an upstream's non-2xx answer to ``server_name``: 401/403
+    say whose credential was refused, anything else that the upstream failed."""
     if status in (401, 403):
         whose = (
             "your stored credential" if user_credential else "the server's configured credential"
         )
         return RpcError(
             CREDENTIAL_REJECTED,
-            f"Upstream '{server.name}' rejected {whose} (HTTP {status})",
+            f"Upstream '{server_name}' rejected {whose} (HTTP {status})",
             outcome="credential_rejected",
         )
     return RpcError(
         UPSTREAM_INVALID_RESPONSE,
-        f"Upstream '{server.name}' answered HTTP {status}",
+        f"Upstream '{server_name}' answered HTTP {status}",
         outcome="upstream_error",
     )
 
@@ -162,7 +164,7 @@ class Relay:
                 if response.status != 200:
                     raise status_error(
                         response.status,
-                        server,
+                        server.name,
                         user_credential=server.credential_mode == "user",
                     )
                 session_id = response.headers.get("mcp-session-id")

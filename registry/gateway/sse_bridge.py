@@ -22,13 +22,13 @@ import structlog
 
 from registry.gateway.jsonrpc import (
     CONNECTION_CLOSED,
-    CREDENTIAL_REJECTED,
     REQUEST_TIMEOUT,
     UPSTREAM_INVALID_RESPONSE,
     UPSTREAM_UNAVAILABLE,
     RpcError,
     id_key,
 )
+from registry.gateway.relay import status_error
 from registry.gateway.sse import SseParser
 from registry.gateway.upstream import display_url
 
@@ -175,15 +175,8 @@ class SseBridge:
                 ),
             ) as response:
                 if response.status in (401, 403):
-                    whose = (
-                        "your stored credential"
-                        if self._user_credential
-                        else "the server's configured credential"
-                    )
-                    error = RpcError(
-                        CREDENTIAL_REJECTED,
-                        f"Upstream '{self._server}' rejected {whose} (HTTP {response.status})",
-                        outcome="credential_rejected",
+                    error = status_error(
+                        response.status, self._server, user_credential=self._user_credential
                     )
                     return
                 content_type = response.headers.get("content-type", "")

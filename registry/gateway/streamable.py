@@ -37,6 +37,15 @@ def request_headers(
     return out
 
 
+def address_session(out: dict[str, str], upstream: UpstreamSession) -> None:
+    """Put the headers that address ``upstream``'s session on ``out``: its id (when the upstream
+    gave one) and the protocol version negotiated in it (when known)."""
+    if upstream.upstream_session_id is not None:
+        out["mcp-session-id"] = upstream.upstream_session_id
+    if upstream.protocol_version:
+        out["mcp-protocol-version"] = upstream.protocol_version
+
+
 async def exchange_streamable(
     gw: Gateway,
     *,
@@ -64,12 +73,10 @@ async def exchange_streamable(
         )
     upstream = session.upstream
     if "mcp-protocol-version" in out:
+        # The version the client sends wins, and is what a re-initialise replays.
         upstream.protocol_version = out["mcp-protocol-version"]
-    elif upstream.protocol_version:
-        out["mcp-protocol-version"] = upstream.protocol_version
+    address_session(out, upstream)
     seen = upstream.generation
-    if upstream.upstream_session_id is not None:
-        out["mcp-session-id"] = upstream.upstream_session_id
     response = await gw.relay.post(server, out, body)
     try:
         if response.status == 404 and upstream.upstream_session_id is not None:
@@ -170,7 +177,7 @@ async def _refused(
     status = response.status
     if status in (401, 403) or status >= 500 or status == 404:
         await _discard(response)
-        raise status_error(status, server, user_credential=user_key is not None)
+        raise status_error(status, server.name, user_credential=user_key is not None)
     try:
         body = await response.read()
     except (Http1Error, TimeoutError) as exc:

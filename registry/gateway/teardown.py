@@ -27,7 +27,7 @@ from registry.gateway.jsonrpc import RpcError
 from registry.gateway.lookup import ResolvedServer
 from registry.gateway.metrics import GATEWAY_SESSIONS
 from registry.gateway.sessions import GatewaySession
-from registry.gateway.streamable import request_headers
+from registry.gateway.streamable import address_session, request_headers
 
 if TYPE_CHECKING:
     from registry.gateway.gateway import Gateway
@@ -67,10 +67,7 @@ async def cancel_request(
                 await bridge.send(body)
             else:
                 headers = request_headers(await gw.credentials.headers_for(server, user), {})
-                if upstream.upstream_session_id is not None:
-                    headers["mcp-session-id"] = upstream.upstream_session_id
-                if upstream.protocol_version:
-                    headers["mcp-protocol-version"] = upstream.protocol_version
+                address_session(headers, upstream)
                 response = await gw.relay.post(server, headers, body)
                 try:
                     await response.read()
@@ -103,9 +100,8 @@ async def end_session(gw: Gateway, session: GatewaySession) -> None:
         credential = await gw.credentials.headers_for(server, user)
         outcome = "upstream_end_failed"
         async with asyncio.timeout(server.timeout_seconds):
-            headers = {**credential, "mcp-session-id": upstream_id}
-            if upstream.protocol_version:
-                headers["mcp-protocol-version"] = upstream.protocol_version
+            headers = dict(credential)
+            address_session(headers, upstream)
             response = await gw.relay.request("DELETE", server, headers)
             try:
                 await response.read()
