@@ -19,8 +19,11 @@ arrive. Such an event is checked only by its first byte (``{``) and counts as th
 it completes; if the stream breaks inside it, the client has already received part of it
 (``mid_event``).
 
-The per-chunk cost is a few byte scans; each complete event's data is parsed once with
-``json.loads`` (a few microseconds for a typical answer).
+Held bytes are kept as a list of chunks and never rescanned: they hold no blank line, so only
+their last few bytes and the new chunk can complete one. A large event arriving in small chunks
+costs time linear in its size, with one join when it completes (or passes the limit). Each
+complete event's data is parsed once with ``json.loads`` (a few microseconds for a typical
+answer).
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ class AnswerFramer:
     """Feed it the upstream's chunks; ``feed`` returns what may be sent to the client now."""
 
     __slots__ = (
+        "_held",
+        "_held_size",
         "_limit",
-        "_pending",
         "_request",
         "_streaming",
         "_tail",
@@ -59,7 +63,9 @@ class AnswerFramer:
     def __init__(self, request_id: Any, *, hold_limit: int = HOLD_LIMIT) -> None:
         self._request = id_key(request_id)
         self._limit = hold_limit
-        self._pending = b""
+        self._held: list[bytes] = []
+        """The unfinished event's chunks so far (no blank line among them)."""
+        self._held_size = 0
         self._streaming = False
         self._tail = b""
         self.answered = False
@@ -75,7 +81,7 @@ class AnswerFramer:
     @property
     def holding(self) -> bool:
         """Bytes of an unfinished event are held back."""
-        return bool(self._pending)
+        return bool(self._held)
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes that may go to the client now; InvalidEventError for a bad event."""
@@ -93,8 +99,30 @@ class AnswerFramer:
         return self._frame(chunk)
 
     def _frame(self, chunk: bytes) -> bytes:
-        data = self._pending + chunk if self._pending else chunk
-        cut = _last_boundary(data)
+        held = self._held
+        if not held:
+            cut = _last_boundary(chunk)
+            if cut == len(chunk):
+                # The common case: the chunk is whole events.
+                self._check(chunk)
+                return chunk
+            data = chunk
+        else:
+            tail = held[-1][-_TAIL_BYTES:]
+            if len(tail) < _TAIL_BYTES:
+                # Tiny chunks: the tail spans parts (each holds at least one byte).
+                tail = b"".join(held[-_TAIL_BYTES:])[-_TAIL_BYTES:]
+            cut = _last_boundary(tail + chunk)
+            if cut >= 0:
+                cut += self._held_size - len(tail)
+            size = self._held_size + len(chunk)
+            held.append(chunk)
+            if cut < 0 and size <= self._limit:
+                self._held_size = size
+                return b""
+            data = b"".join(held)
+            held.clear()
+            self._held_size = 0
         if cut < 0:
             complete, rest = b"", data
         else:
@@ -102,11 +130,12 @@ class AnswerFramer:
             self._check(complete)
         if len(rest) > self._limit:
             self._check_head(rest)
-            self._pending = b""
             self._streaming = True
             self._tail = rest[-_TAIL_BYTES:]
             return complete + rest
-        self._pending = rest
+        if rest:
+            held.append(rest)
+            self._held_size = len(rest)
         return complete
 
     def _check(self, block: bytes) -> None:
