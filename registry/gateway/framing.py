@@ -4,9 +4,9 @@ A Streamable HTTP upstream answers a request with an SSE stream: maybe notificat
 server→client requests, then the response (a message without ``method`` whose ``id`` is the
 request's). ``AnswerFramer`` sits between the upstream's chunks and the client:
 
-- it releases bytes only up to the last complete event (a blank line ends an event; ``\\n``,
-  ``\\r\\n`` and ``\\r`` line ends are all SSE). What follows is held until its event completes,
-  so a stream cut mid-event never hands the client half an event;
+- it releases bytes only up to the last complete event (a blank line ends an event; CRLF, LF
+  and a lone CR all end lines). What follows is held until its event completes, so a stream
+  cut mid-event never hands the client half an event;
 - it checks every complete ``message`` event: its data must be a JSON-RPC 2.0 object, else
   ``InvalidEventError``. Events without data (comments, keep-alives, the priming event of a
   resumable stream) pass unchecked;
@@ -19,27 +19,34 @@ arrive. Such an event is checked only by its first byte (``{``) and counts as th
 it completes; if the stream breaks inside it, the client has already received part of it
 (``mid_event``).
 
-Held bytes are kept as a list of chunks and never rescanned: they hold no blank line, so only
-their last few bytes and the new chunk can complete one. A large event arriving in small chunks
-costs time linear in its size, with one join when it completes (or passes the limit). Each
-complete event's data is parsed once with ``json.loads`` (a few microseconds for a typical
-answer).
+The framer only finds where events end; their lines and fields are read by the gateway's one
+SSE parser (``registry.gateway.sse``), which is handed complete event blocks. Held bytes are
+kept as a list of chunks and never rescanned (they hold no blank line, so only the last byte
+held and the new chunk can complete one): a large event arriving in small chunks costs time
+linear in its size, with one join when it completes. Each complete event's data is parsed once
+with ``json.loads`` (a few microseconds for a typical answer).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
-from registry.gateway.jsonrpc import id_key, is_jsonrpc
+from registry.gateway.jsonrpc import id_key, is_jsonrpc, response_key
+from registry.gateway.sse import MESSAGE, SseParser, event_head
 
 HOLD_LIMIT = 1024 * 1024
 """Bytes of one unfinished event held back before it is streamed as it arrives."""
 LIST_CHANGED = "notifications/tools/list_changed"
 # json.loads on bytes first sniffs the encoding; SSE is UTF-8 by definition.
 _decode = json.JSONDecoder().decode
-# Longest blank-line marker minus one: enough bytes to find a marker split across chunks.
-_TAIL_BYTES = 3
+# A blank line is two line ends in a row: LF LF, LF CR or CR CR (then maybe LF: CR LF is one
+# line end). Enough bytes held before a chunk to find a blank line split across the two:
+_TAIL_BYTES = 1
+_CR = 13
+# The parser is handed complete events only; the framer bounds what it holds itself.
+_UNBOUNDED = sys.maxsize
 
 
 class InvalidEventError(ValueError):
@@ -53,6 +60,7 @@ class AnswerFramer:
         "_held",
         "_held_size",
         "_limit",
+        "_parser",
         "_request",
         "_streaming",
         "_tail",
@@ -66,6 +74,7 @@ class AnswerFramer:
         self._held: list[bytes] = []
         """The unfinished event's chunks so far (no blank line among them)."""
         self._held_size = 0
+        self._parser = SseParser(max_event_bytes=_UNBOUNDED)
         self._streaming = False
         self._tail = b""
         self.answered = False
@@ -106,12 +115,16 @@ class AnswerFramer:
                 # The common case: the chunk is whole events.
                 self._check(chunk)
                 return chunk
+            if cut < 0 and chunk[:1] == b"\n":
+                # Between events a LF ends nothing: the second half of a CRLF whose CR ended
+                # the last chunk (and a blank line), or an empty line. Not held, or it would
+                # wait for the next event.
+                cut = 1
             data = chunk
+        elif not chunk:
+            return b""  # held parts are never empty: the tail is in the last one
         else:
             tail = held[-1][-_TAIL_BYTES:]
-            if len(tail) < _TAIL_BYTES:
-                # Tiny chunks: the tail spans parts (each holds at least one byte).
-                tail = b"".join(held[-_TAIL_BYTES:])[-_TAIL_BYTES:]
             cut = _last_boundary(tail + chunk)
             if cut >= 0:
                 cut += self._held_size - len(tail)
@@ -132,6 +145,8 @@ class AnswerFramer:
             self._check_head(rest)
             self._streaming = True
             self._tail = rest[-_TAIL_BYTES:]
+            # The parser never sees the streamed event: start afresh after it.
+            self._parser = SseParser(max_event_bytes=_UNBOUNDED)
             return complete + rest
         if rest:
             held.append(rest)
@@ -139,29 +154,11 @@ class AnswerFramer:
         return complete
 
     def _check(self, block: bytes) -> None:
-        name = b"message"
-        data: list[bytes] = []
-        # splitlines() splits at \n, \r\n and \r: exactly the SSE line ends.
-        for line in block.splitlines():
-            if not line:
-                if data:
-                    self._event(name, data)
-                    data = []
-                name = b"message"
-            elif line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif line == b"data":
-                data.append(b"")
-            elif line.startswith(b"event:"):
-                name = line[6:].strip()
-        if data:
-            # Only reachable when ``block`` was cut at a blank line: the event is complete.
-            self._event(name, data)
+        for name, data in self._parser.feed(block):
+            if name == MESSAGE:
+                self._message(data)
 
-    def _event(self, name: bytes, lines: list[bytes]) -> None:
-        if name != b"message":
-            return
-        data = lines[0] if len(lines) == 1 else b"\n".join(lines)
+    def _message(self, data: bytes) -> None:
         if not data.strip():
             return
         try:
@@ -170,38 +167,35 @@ class AnswerFramer:
             raise InvalidEventError("event data is not JSON") from exc
         if not is_jsonrpc(message):
             raise InvalidEventError("event data is not a JSON-RPC 2.0 message")
-        method = message.get("method")
-        if method is None:
-            if "id" in message and id_key(message["id"]) == self._request:
-                self.answered = True
-        elif method == LIST_CHANGED:
+        if response_key(message) == self._request:
+            self.answered = True
+        elif message.get("method") == LIST_CHANGED:
             self.list_changed = True
 
     def _check_head(self, partial: bytes) -> None:
         """An oversized event about to be streamed: its data must at least start a JSON object."""
-        name = b"message"
-        for line in partial.splitlines():
-            if line.startswith(b"event:"):
-                name = line[6:].strip()
-            elif line.startswith(b"data:"):
-                if name == b"message" and not line[5:].lstrip().startswith(b"{"):
-                    raise InvalidEventError("event data is not a JSON-RPC 2.0 message")
-                return
+        name, data = event_head(partial)
+        if name == MESSAGE and data is not None and not data.lstrip().startswith(b"{"):
+            raise InvalidEventError("event data is not a JSON-RPC 2.0 message")
 
 
 def _last_boundary(data: bytes) -> int:
     """The offset just past the last blank line in ``data``, or -1."""
-    lf = data.rfind(b"\n\n")
-    crlf = data.rfind(b"\n\r\n")
-    cr = data.rfind(b"\r\r")
-    return max(lf + 2 if lf >= 0 else -1, crlf + 3 if crlf >= 0 else -1, cr + 2 if cr >= 0 else -1)
+    end = data.rfind(b"\n\n") + 2
+    cr = max(data.rfind(b"\n\r"), data.rfind(b"\r\r")) + 2
+    if cr > end:
+        # That blank line's CR may be the first half of a CRLF.
+        end = cr + 1 if data[cr : cr + 1] == b"\n" else cr
+    return end if end > 1 else -1
 
 
 def _first_boundary(data: bytes) -> int:
     """The offset just past the first blank line in ``data``, or -1."""
-    found = [
-        index + len(marker)
-        for marker in (b"\n\n", b"\n\r\n", b"\r\r")
-        if (index := data.find(marker)) >= 0
-    ]
-    return min(found) if found else -1
+    found = [index for marker in (b"\n\n", b"\n\r", b"\r\r") if (index := data.find(marker)) >= 0]
+    if not found:
+        return -1
+    start = min(found)
+    end = start + 2
+    if data[start + 1] == _CR and data[end : end + 1] == b"\n":
+        end += 1
+    return end

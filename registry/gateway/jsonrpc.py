@@ -107,3 +107,16 @@ def sse_event(data: bytes) -> bytes:
 def id_key(request_id: Any) -> tuple[str, Any]:
     """A dict key for a JSON-RPC id that keeps ``1`` and ``"1"`` apart."""
     return (type(request_id).__name__, request_id)
+
+
+def response_key(message: dict[str, Any]) -> tuple[str, Any] | None:
+    """The ``id_key`` of the request that ``message`` (a parsed JSON-RPC object) answers, or
+    None when it answers none: only a message without ``method`` that carries an ``id`` is a
+    response (a notification or a server→client request with the same id is not).
+
+    ``response_key(message) == id_key(request_id)`` is the one test, on every path, that the
+    upstream's answer to a request has arrived.
+    """
+    if "id" not in message or message.get("method") is not None:
+        return None
+    return id_key(message["id"])

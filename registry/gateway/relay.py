@@ -40,6 +40,7 @@ from registry.gateway.jsonrpc import (
     RpcError,
     id_key,
     is_jsonrpc,
+    response_key,
     sse_event,
 )
 from registry.gateway.lookup import ResolvedServer
@@ -307,7 +308,7 @@ class Relay:
                     if event != "message" or not data.strip():
                         continue  # nothing to check or filter (e.g. a resumability priming event)
                     parsed = parse_jsonrpc(data, server)
-                    if "method" not in parsed and id_key(parsed.get("id")) == request:
+                    if response_key(parsed) == request:
                         answered = True
                     out.append(sse_event(await filtered(parsed, data, tools_filter)))
         except (Http1Error, TimeoutError) as exc:

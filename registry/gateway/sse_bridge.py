@@ -27,6 +27,7 @@ from registry.gateway.jsonrpc import (
     UPSTREAM_UNAVAILABLE,
     RpcError,
     id_key,
+    response_key,
 )
 from registry.gateway.relay import status_error
 from registry.gateway.sse import SseParser
@@ -223,8 +224,9 @@ class SseBridge:
         except ValueError:
             log.info("upstream_event_unparsable", server=self._server)
             return
-        if isinstance(message, dict) and "method" not in message and "id" in message:
-            future = self._pending.get(id_key(message.get("id")))
+        key = response_key(message) if isinstance(message, dict) else None
+        if key is not None:
+            future = self._pending.get(key)
             if future is not None and not future.done():
                 future.set_result(data)
                 return

@@ -12,6 +12,9 @@ answered correctly, so a gateway session opens; notifications get 202, ``DELETE`
 - ``not_http``: bytes that are not an HTTP response;
 - ``split_answer``: a valid answer (CRLF line ends) in several chunks, split inside lines and
   inside the blank line that ends the event (not a fault: the framing must cope);
+- ``cr_answer``: a valid answer (a notification, then the response: ``{"tools": []}`` for
+  ``tools/list``, ``{"content": []}`` otherwise) whose lines end with a lone CR, which SSE
+  allows, split between the two CRs that end the response event (not a fault either);
 - ``session_lost_then_refused``: 404 (session unknown), and 401 for every later
   ``initialize`` (the gateway's transparent re-initialise is refused).
 
@@ -33,6 +36,7 @@ Fault = Literal[
     "garbage_event",
     "not_http",
     "split_answer",
+    "cr_answer",
     "session_lost_then_refused",
 ]
 
@@ -102,11 +106,13 @@ class FaultyUpstream:
                 b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
             )
         else:
-            return await self._fault(writer, body["id"])
+            return await self._fault(writer, body["id"], body.get("method"))
         await writer.drain()
         return True
 
-    async def _fault(self, writer: asyncio.StreamWriter, request_id: Any) -> bool:
+    async def _fault(
+        self, writer: asyncio.StreamWriter, request_id: Any, method: str | None
+    ) -> bool:
         match self.fault:
             case "drop_mid_event":
                 writer.write(SSE_HEAD + _chunk(NOTIFICATION) + _chunk(PARTIAL_RESPONSE))
@@ -133,6 +139,16 @@ class FaultyUpstream:
                 data = b"event: message\r\ndata: " + answer + b"\r\n\r\n"
                 writer.write(SSE_HEAD)
                 for part in (data[:20], data[20:-3], data[-3:-1], data[-1:]):
+                    writer.write(_chunk(part))
+                    await writer.drain()
+                writer.write(b"0\r\n\r\n")
+            case "cr_answer":
+                key = "tools" if method == "tools/list" else "content"
+                result = {"jsonrpc": "2.0", "id": request_id, "result": {key: []}}
+                response = b"event: message\rdata: " + json.dumps(result).encode() + b"\r\r"
+                events = NOTIFICATION.replace(b"\n", b"\r") + response
+                writer.write(SSE_HEAD)
+                for part in (events[:-1], events[-1:]):
                     writer.write(_chunk(part))
                     await writer.drain()
                 writer.write(b"0\r\n\r\n")

@@ -30,7 +30,7 @@ CALL = {
 def sse_messages(body: bytes) -> list[dict[str, Any]]:
     """The JSON data of every event in an SSE body (fails on an unparsable event)."""
     messages = []
-    for block in body.replace(b"\r\n", b"\n").split(b"\n\n"):
+    for block in body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n\n"):
         data = [line[5:].strip() for line in block.split(b"\n") if line.startswith(b"data:")]
         if data and b"".join(data):
             messages.append(json.loads(b"\n".join(data)))
@@ -183,6 +183,35 @@ async def test_answer_split_across_chunks_arrives_whole(gateway_service: Gateway
     assert response.content.endswith(b"\r\n\r\n")
     assert ("POST", "tools/call") in requests
     assert calls("faulty-split_answer", "ok") == before + 1
+
+
+async def test_cr_line_ends_answer_tools_call(gateway_service: GatewayService) -> None:
+    """Review: SSE lets a lone CR end a line; the relay's two parsers disagreed on it."""
+    before = calls("faulty-cr_answer", "ok")
+
+    response, _ = await call_through(gateway_service, "cr_answer")
+
+    assert response.status_code == 200
+    assert response.content.endswith(b"\r\r")
+    messages = sse_messages(response.content)
+    assert [m.get("method") for m in messages] == ["notifications/message", None]
+    assert messages[1] == {"jsonrpc": "2.0", "id": 2, "result": {"content": []}}
+    assert calls("faulty-cr_answer", "ok") == before + 1
+
+
+async def test_cr_line_ends_answer_tools_list(gateway_service: GatewayService) -> None:
+    """Review: with lone-CR line ends ``tools/list`` (read whole for the policy) failed as
+    "ended the stream without answering" while ``tools/call`` worked."""
+    response, _ = await call_through(
+        gateway_service,
+        "cr_answer",
+        message={"jsonrpc": "2.0", "id": 5, "method": "tools/list"},
+    )
+
+    assert response.status_code == 200
+    messages = sse_messages(response.content)
+    assert [m.get("method") for m in messages] == ["notifications/message", None]
+    assert messages[1] == {"jsonrpc": "2.0", "id": 5, "result": {"tools": []}}
 
 
 async def test_refused_reinitialize_names_the_users_credential(

@@ -141,6 +141,16 @@ def test_feed_boundary_split_across_chunks_while_streaming() -> None:
     assert not framer.mid_event
 
 
+def test_feed_empty_chunk_while_holding_keeps_the_split_blank_line() -> None:
+    framer = AnswerFramer(2)
+    answer = event(RESPONSE)
+
+    released = [framer.feed(answer[:-1]), framer.feed(b""), framer.feed(answer[-1:])]
+
+    assert released == [b"", b"", answer]
+    assert framer.answered
+
+
 def test_feed_large_event_in_small_chunks_scans_each_byte_a_bounded_number_of_times(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
