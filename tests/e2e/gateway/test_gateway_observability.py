@@ -71,6 +71,14 @@ async def test_refused_requests_are_logged_and_counted(
                 lambda: count("seen", "GET", "ok") == before[("seen", "GET", "ok", "")] + 1
             )
             ended = await http.delete(gateway_service.url("seen"), headers=session)
+            # The DELETE is recorded (metric, then log line) after its 200 went out: the client
+            # may see the answer first.
+            await wait_until(
+                lambda: any(
+                    entry["event"] == "gateway_call" and entry["method"] == "DELETE"
+                    for entry in logs
+                )
+            )
 
     assert statuses == [401, 404, 404, 403, 400, 404, 400]
     assert (opened, ended.status_code) == (200, 200)
